@@ -1,0 +1,200 @@
+"""The landscape dashboard: router and shared sidebar.
+
+Run with ``streamlit run app.py``. Every sidebar widget is bound to the URL query string, so the
+address bar is always a share link for the current view; a link with malformed or out-of-range
+parameters opens with the defaults for those and a warning saying which.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from landscape.dashboard import (
+    PAGE_SETTINGS,
+    PRESETS,
+    SIDEBAR_SETTINGS,
+    DemoCaps,
+    apply_symmetric_edits,
+    check_query,
+    config_from_settings,
+    format_matrix,
+    parse_matrix,
+    preset_values,
+    query_string,
+    resize_matrix_text,
+    setting,
+)
+from views.common import STATE_KEY, DashboardState, widget
+
+PAGES = {
+    "flows": st.Page("views/flows.py", title="Flows", icon=":material/timeline:", url_path="flows", default=True),
+    "critical-points": st.Page("views/critical_points.py", title="Critical points", icon=":material/scatter_plot:",
+                               url_path="critical-points"),
+    "hessian-spectra": st.Page("views/hessian_spectra.py", title="Hessian spectra", icon=":material/equalizer:",
+                               url_path="hessian-spectra"),
+    "families": st.Page("views/families.py", title="Families", icon=":material/account_tree:", url_path="families"),
+    "theory": st.Page("views/theory.py", title="Theory", icon=":material/menu_book:", url_path="theory"),
+}
+_WARNINGS = "_link_warnings"
+_RESETS = "_pending_resets"
+
+
+def _caps():
+    try:
+        return DemoCaps.from_env(), ""
+    except ValueError as error:
+        return DemoCaps(), f"Ignoring a demo-cap environment variable: {error}"
+
+
+def _check_link(page):
+    """Warn about invalid link parameters; text ones are reset on a rerun (Streamlit drops the others).
+
+    A link is read when a session opens a page for the first time; later the widgets own the URL.
+    """
+    checked = st.session_state.setdefault("_link_checked", set())
+    if page in checked:
+        return
+    checked.add(page)
+    check = check_query(st.query_params.to_dict(), SIDEBAR_SETTINGS + PAGE_SETTINGS[page])
+    if check.success:
+        return
+    shown = st.session_state.setdefault(_WARNINGS, [])
+    shown.extend(w for w in check.warnings if w not in shown)
+    texts = [key for key in check.rejected if setting(key).kind == "text"]
+    if texts:
+        st.session_state[_RESETS] = texts
+
+
+def _apply_resets():
+    for key in st.session_state.pop(_RESETS, []):
+        st.session_state[key] = setting(key).default
+
+
+def _apply_preset(name):
+    for key, value in preset_values(name).items():
+        st.session_state[key] = value
+    st.session_state.pop(_WARNINGS, None)
+
+
+def _resize_custom_teacher():
+    if st.session_state.get("teacher") == "custom":
+        st.session_state["T"] = resize_matrix_text(st.session_state.get("T", ""), int(st.session_state["M"]))
+
+
+def _widget(key, container=st.sidebar, **extra):
+    return widget(setting(key), container, **extra)
+
+
+def _matrix_edited(editor_key, base):
+    edits = st.session_state[editor_key].get("edited_rows", {})
+    st.session_state["T"] = format_matrix(apply_symmetric_edits(base, edits))
+
+
+def _matrix_editor(M):
+    """Grid editor of a custom teacher matrix above its text form (the one in the link).
+
+    Grid edits are mirrored across the diagonal, so T stays symmetric, and written to the text.
+    """
+    grid = st.sidebar.container()
+    text = str(_widget("T")).strip()
+    try:
+        base = parse_matrix(text) if text else np.eye(M)
+    except ValueError:
+        return
+    if base.shape != (M, M):
+        return
+    labels = [str(i) for i in range(1, M + 1)]
+    editor_key = f"T_editor_{abs(hash(format_matrix(base)))}"
+    grid.data_editor(pd.DataFrame(base, columns=labels, index=labels), key=editor_key, num_rows="fixed",
+                     on_change=_matrix_edited, args=(editor_key, base), width="stretch")
+    grid.caption("Edits are mirrored across the diagonal. T must be positive semi-definite.")
+
+
+def _sidebar():
+    st.sidebar.title("landscape")
+    st.sidebar.caption("Loss landscape and SGD dynamics of two-layer ReLU networks, exactly.")
+    with st.sidebar.expander("Lecture presets", expanded=True):
+        for preset in PRESETS:
+            st.button(preset.name, help=preset.description, on_click=_apply_preset, args=(preset.name,), width="stretch")
+    st.sidebar.subheader("Network")
+    left, right = st.sidebar.columns(2)
+    _widget("K", left)
+    _widget("M", right, on_change=_resize_custom_teacher)
+    teacher = _widget("teacher", on_change=_resize_custom_teacher)
+    if teacher in ("equicorrelated", "block"):
+        _widget("rho")
+    if teacher == "block":
+        _widget("rho_between")
+        _widget("blocks")
+    if teacher == "random":
+        _widget("tseed")
+    if teacher == "custom":
+        _matrix_editor(int(st.session_state["M"]))
+    st.sidebar.subheader("Training")
+    _widget("lr")
+    _widget("eta2")
+    _widget("noise")
+    st.sidebar.subheader("Initialisation")
+    _widget("scale")
+    left, right = st.sidebar.columns(2)
+    _widget("d", left)
+    _widget("seed", right)
+    _widget("tmax")
+    with st.sidebar.expander("Catalogue (critical points, spectra, families)"):
+        for key in ("starts", "cseed", "regime"):
+            _widget(key, st)
+    return {item.key: st.session_state.get(item.key, item.default) for item in SIDEBAR_SETTINGS}
+
+
+def _state(values, caps):
+    try:
+        config = config_from_settings(values)
+    except ValueError as error:
+        return DashboardState(values=values, config=None, error=str(error), caps=caps)
+    return DashboardState(values=values, config=config, caps=caps, over_cap=caps.violations(config))
+
+
+def _share(box, current, page):
+    with box.container():
+        page_values = {item.key: st.session_state.get(item.key, item.default) for item in PAGE_SETTINGS[page]}
+        query = "&".join(q for q in (query_string(current.values), query_string(page_values, PAGE_SETTINGS[page])) if q)
+        base = st.context.url or f"/{page}"
+        st.code(base + (f"?{query}" if query else ""), language=None, wrap_lines=True)
+        st.caption("The address bar holds the same link: every setting is in it.")
+        if current.config is not None:
+            st.download_button("config (JSON)", json.dumps(current.config.to_dict(), indent=2), file_name="config.json",
+                               mime="application/json", icon=":material/download:", width="stretch")
+        caps = current.caps
+        st.caption(f"Demo caps: K, M ≤ {caps.max_K}; t_max ≤ {caps.max_t_max:g}; d ≤ {caps.max_d:g}; "
+                   f"starts ≤ {caps.max_starts}; SGD steps ≤ {caps.max_sgd_steps:g}.")
+
+
+def main():
+    st.set_page_config(page_title="landscape", page_icon="⛰️", layout="wide")
+    navigation = st.navigation(list(PAGES.values()))
+    page = next((key for key, item in PAGES.items() if item is navigation), "flows")
+    _apply_resets()
+    _check_link(page)
+    caps, caps_problem = _caps()
+    values = _sidebar()
+    if st.session_state.get(_RESETS):
+        st.rerun()
+    if caps_problem:
+        st.warning(caps_problem)
+    if st.session_state.get(_WARNINGS):
+        st.warning("\n\n".join(st.session_state[_WARNINGS]), icon=":material/link_off:")
+        st.button("Dismiss", key="_dismiss", on_click=lambda: st.session_state.pop(_WARNINGS, None))
+    current = _state(values, caps)
+    st.session_state[STATE_KEY] = current
+    st.sidebar.subheader("Share and export")
+    _widget("img", horizontal=True)
+    share_box = st.sidebar.empty()
+    navigation.run()
+    _share(share_box, current, page)
+
+
+main()

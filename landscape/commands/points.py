@@ -1,0 +1,72 @@
+"""``landscape hessian`` and ``landscape catalogue``: critical points and their spectra."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import read_config, read_point
+
+__all__ = ["register"]
+
+
+def _hessian(args):
+    from ..hessian import hessian_spectrum
+
+    point = read_point(args.point)
+    spectrum = hessian_spectrum(point.Q, point.R, point.T, args.d, W=point.W, W_teacher=point.W_teacher)
+    return spectrum.to_dict()
+
+
+def _print_progress(done, total):
+    print(f"\rcatalogue: {done}/{total} starts", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def _catalogue(args):
+    from ..catalogue import build_catalogue
+
+    config = read_config(args.config)
+    progress = None if args.quiet else _print_progress
+    catalogue = build_catalogue(config, starts=args.starts, seed=args.seed, regime=args.regime, progress=progress)
+    if args.out:
+        path = Path(args.out)
+        if path.suffix == ".csv":
+            catalogue.to_frame().to_csv(path, index=False)
+        else:
+            catalogue.save_json(path)
+    return catalogue.to_dict()
+
+
+def _whole(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def register(subparsers):
+    """Add the critical-point commands to the CLI."""
+    hessian = subparsers.add_parser(
+        "hessian", help="exact Hessian spectrum at a point, for input dimension D",
+        description="Print the distinct Hessian eigenvalues with multiplicities (span block and bulk), "
+        "index, zero modes and smallest eigenvalue of the d-dimensional loss at a point.",
+    )
+    hessian.add_argument("--point", required=True, metavar="P.json", help="overlaps {Q, R, T} or weights {W, W_teacher}")
+    hessian.add_argument("--d", type=_whole, required=True, help="input dimension (at least the rank of the point)")
+    hessian.set_defaults(handler=_hessian)
+
+    catalogue = subparsers.add_parser(
+        "catalogue", help="critical points found from many random starts",
+        description="Run the dynamics from many seeded random starts, polish the end points with Newton's "
+        "method, look for saddles, and print the distinct critical points with their spectra and basin counts.",
+    )
+    catalogue.add_argument("--config", required=True, metavar="C.json", help="run config (K, M, teacher, lr, init scale)")
+    catalogue.add_argument("--starts", type=_whole, required=True, help="number of random starts")
+    catalogue.add_argument("--seed", type=_whole, default=0, help="seed of the starts (default 0)")
+    catalogue.add_argument(
+        "--regime", choices=("gradient_flow", "finite_lr"), default="gradient_flow",
+        help="critical points of L (lr -> 0, default) or fixed points of the full ODE at the config's lr",
+    )
+    catalogue.add_argument("--out", metavar="FILE", help="also save the catalogue (.json, or .csv for the table)")
+    catalogue.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    catalogue.set_defaults(handler=_catalogue)

@@ -1,0 +1,97 @@
+"""The result of a run of the dynamics, shared by the ODE integrator and the SGD simulator."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FlowStatus", "Trajectory"]
+
+
+class FlowStatus(enum.Enum):
+    """Why a run stopped; the value is a sentence for the user, the name (lower case) the code."""
+
+    CONVERGED = "reached a fixed point: the overlaps stopped moving"
+    DIVERGED = "diverged: the overlaps grew without bound (learning rate too large?)"
+    T_MAX = "reached the time horizon t_max before converging"
+
+    @property
+    def code(self):
+        """Short machine-readable name: ``converged``, ``diverged`` or ``t_max``."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Summary statistics along a run.
+
+    Attributes
+    ----------
+    t : ndarray, shape (n,)
+        Times, in steps / d.
+    Q : ndarray, shape (n, K, K)
+    R : ndarray, shape (n, K, M)
+    T : ndarray, shape (M, M)
+    loss : ndarray, shape (n,)
+        Population loss ``1/2 E[(f - f*)^2]`` (without label noise).
+    status : FlowStatus
+    message : str
+        What happened, with the time, in plain language.
+    method : str
+        ``ode`` or ``sgd (d = ...)``.
+    """
+
+    t: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    T: np.ndarray
+    loss: np.ndarray
+    status: FlowStatus
+    message: str
+    method: str = "ode"
+
+    @property
+    def success(self):
+        """True when the run ended at a fixed point."""
+        return self.status is FlowStatus.CONVERGED
+
+    def to_dict(self):
+        """JSON-ready dictionary (the output format of ``landscape flow``)."""
+        return {
+            "t": self.t.tolist(),
+            "loss": self.loss.tolist(),
+            "Q": self.Q.tolist(),
+            "R": self.R.tolist(),
+            "T": self.T.tolist(),
+            "status": self.status.code,
+            "message": self.message,
+            "method": self.method,
+        }
+
+    def to_frame(self):
+        """Long table: one row per time with the loss and every entry of ``Q`` and ``R``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``t``, ``loss``, ``Q[k,l]`` (``k <= l``) and ``R[k,m]``.
+        """
+        import pandas as pd
+
+        K, M = self.R.shape[1:]
+        columns = {"t": self.t, "loss": self.loss}
+        for k in range(K):
+            for l in range(k, K):
+                columns[f"Q[{k},{l}]"] = self.Q[:, k, l]
+        for k in range(K):
+            for m in range(M):
+                columns[f"R[{k},{m}]"] = self.R[:, k, m]
+        return pd.DataFrame(columns)
+
+
+def final_time_message(status, time):
+    """One sentence saying how a run ended and when."""
+    return f"{status.value} (t = {time:.4g})"
+

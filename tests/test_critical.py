@@ -1,0 +1,358 @@
+"""Critical points: batched flow, Newton polishing, ansatz saddles, finite-lr fixed points, symmetries.
+
+Independent references: finite differences of ``loss_from_weights``, the per-point
+``gradient_from_weights``, the published spurious-minimum losses of
+/work/shared/reference/README.md, brute-force enumeration of permutations, the known partition
+numbers, and linear scaling in ``lr`` of the finite-lr fixed points.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from landscape.critical import (
+    EndReason,
+    ansatz_projector,
+    ansatz_starts,
+    automorphism_count,
+    batch_gradient,
+    canonical_form,
+    flow_to_critical,
+    integer_partitions,
+    newton_polish,
+    ode_fixed_point,
+    ode_residual,
+    orbit_size,
+    same_orbit,
+    search_critical_points,
+)
+from landscape.hessian import weight_hessian
+from landscape.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
+
+# Published leading-family losses (Safran & Shamir 2018, /work/shared/reference/README.md).
+PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}
+
+
+def _students(rng, S, K, n):
+    return rng.standard_normal((S, K, n)) / np.sqrt(n)
+
+
+def _ansatz_minimum(K, blocks, seed=0, count=8):
+    """Polished points of the Delta(S_b1 x ...) ansatz, orthonormal teacher in d = K."""
+    teacher = np.eye(K)
+    starts, projector = ansatz_starts(K, K, blocks, count, np.random.default_rng(seed), teacher)
+    found = search_critical_points(starts, teacher, projector=projector, workers=1)
+    return found, teacher
+
+
+# ----------------------------------------------------------------------------- gradient
+
+
+def test_batch_gradient_matches_single_point_and_finite_differences(rng):
+    W, teacher = _students(rng, 3, 4, 5), rng.standard_normal((3, 5)) / np.sqrt(5)
+    W[1, 2] = teacher[0] * 0.7  # a student aligned with a teacher: exact residuals matter
+    W[2, 3] = W[2, 1]  # two identical students
+    batched = batch_gradient(W, teacher)
+    for point, gradient in zip(W, batched):
+        assert np.allclose(gradient, gradient_from_weights(point, teacher), atol=1e-14)
+    h, point = 1e-6, W[0]
+    numeric = np.zeros_like(point)
+    for index in np.ndindex(point.shape):
+        step = np.zeros_like(point)
+        step[index] = h
+        numeric[index] = (loss_from_weights(point + step, teacher) - loss_from_weights(point - step, teacher)) / (2 * h)
+    assert np.allclose(batched[0], numeric, atol=1e-8)
+
+
+def test_batch_gradient_rejects_bad_input():
+    with pytest.raises(ValueError, match="same n"):
+        batch_gradient(np.zeros((2, 3, 4)), np.eye(3))
+    with pytest.raises(ValueError, match="NaN"):
+        batch_gradient(np.full((1, 2, 3), np.nan), np.eye(3))
+
+
+# ----------------------------------------------------------------------------- flow and Newton
+
+
+def test_flow_decreases_the_loss_and_reaches_its_tolerance(rng):
+    teacher = np.eye(3)
+    W0 = _students(rng, 6, 3, 3)
+    flow = flow_to_critical(W0, teacher, tol=1e-6)
+    assert flow.converged.all()
+    for start, end, norm in zip(W0, flow.W, flow.gradient_norm):
+        assert loss_from_weights(end, teacher) < loss_from_weights(start, teacher)
+        assert np.linalg.norm(gradient_from_weights(end, teacher)) == pytest.approx(norm, rel=1e-8)
+        assert norm < 1e-6
+
+
+def test_flow_reports_max_steps_and_dead_units(rng):
+    teacher = np.eye(3)
+    W0 = _students(rng, 2, 3, 3)
+    flow = flow_to_critical(W0, teacher, max_steps=3)
+    assert flow.reasons == (EndReason.MAX_STEPS, EndReason.MAX_STEPS)
+    W0[0, 1] = 0.0  # a degenerate start: a unit of norm zero
+    flow = flow_to_critical(W0, teacher)
+    assert flow.reasons[0] is EndReason.UNIT_DIED and flow.reasons[1] is EndReason.CONVERGED
+    assert EndReason.UNIT_DIED.code == "unit_died" and "norm zero" in EndReason.UNIT_DIED.value
+
+
+def test_newton_polish_reaches_1e_10_from_a_perturbed_global_minimum(rng):
+    teacher = np.eye(4)
+    W = teacher[[2, 0, 3, 1]] + 1e-3 * rng.standard_normal((4, 4))
+    result = newton_polish(W, teacher)
+    assert result.success and result.status is EndReason.CONVERGED
+    assert np.linalg.norm(gradient_from_weights(result.W, teacher)) < 1e-10
+    assert loss_from_weights(result.W, teacher) < 1e-18
+
+
+def test_search_polishes_every_converged_start_and_records_degenerate_starts(rng):
+    teacher = np.eye(4)
+    W0 = _students(rng, 10, 4, 4)
+    W0[3, 0] = 0.0
+    found = search_critical_points(W0, teacher, workers=1)
+    assert found.reasons[3] is EndReason.UNIT_DIED
+    assert found.failures == {"unit_died": 1} and not found.success
+    for W, ok in zip(found.W, found.converged):
+        if ok:
+            assert np.linalg.norm(gradient_from_weights(W, teacher)) < 1e-10
+
+
+def test_search_is_independent_of_the_number_of_workers(rng):
+    teacher = np.eye(4)
+    W0 = _students(rng, 130, 4, 4)  # three chunks
+    serial = search_critical_points(W0, teacher, workers=1)
+    shared = search_critical_points(W0, teacher, workers=2)
+    assert np.array_equal(serial.W, shared.W) and serial.reasons == shared.reasons
+    calls = []
+    search_critical_points(W0[:70], teacher, workers=1, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(64, 70), (70, 70)]
+
+
+@pytest.mark.parametrize("K", [6, 7])
+def test_leading_spurious_minimum_reproduces_the_published_loss(K):
+    # Arjevani & Field's leading family has isotropy Delta(S_{K-1} x S_1): flows in that subspace find it.
+    found, teacher = _ansatz_minimum(K, (K - 1, 1))
+    losses = np.array([loss_from_weights(W, teacher) for W in found.W[found.converged]])
+    match = np.flatnonzero(np.abs(losses - PUBLISHED_LEADING_LOSS[K]) < 1e-6)
+    assert match.size, f"losses found: {np.unique(losses.round(7))}"
+    W = found.W[found.converged][match[0]]
+    assert abs(losses[match[0]] - PUBLISHED_LEADING_LOSS[K]) < 1e-6
+    assert np.linalg.norm(gradient_from_weights(W, teacher)) < 1e-10
+    # A minimum of the full problem, not only of the subspace: the exact Hessian has index 0.
+    assert np.linalg.eigvalsh(weight_hessian(W, teacher))[0] > 1e-4
+
+
+def test_spurious_minimum_hessian_agrees_with_finite_differences():
+    found, teacher = _ansatz_minimum(6, (5, 1))
+    losses = np.array([loss_from_weights(W, teacher) for W in found.W])
+    W = found.W[np.argmin(np.abs(losses - PUBLISHED_LEADING_LOSS[6]))]
+    h, n = 1e-5, W.size
+    numeric = np.empty((n, n))
+    for column in range(n):
+        step = np.zeros(n)
+        step[column] = h
+        plus = gradient_from_weights(W + step.reshape(W.shape), teacher).ravel()
+        minus = gradient_from_weights(W - step.reshape(W.shape), teacher).ravel()
+        numeric[:, column] = (plus - minus) / (2 * h)
+    exact = weight_hessian(W, teacher)
+    assert np.max(np.abs(exact - numeric)) < 1e-7
+    assert np.linalg.eigvalsh(0.5 * (numeric + numeric.T))[0] > 0  # index 0 from the FD Hessian as well
+
+
+def test_newton_rejects_bad_input():
+    with pytest.raises(ValueError, match="one point"):
+        newton_polish(np.zeros((2, 2, 2)), np.eye(2))
+    with pytest.raises(ValueError, match="tol"):
+        newton_polish(np.eye(2), np.eye(2), tol=0)
+    with pytest.raises(ValueError, match="projector"):
+        flow_to_critical(np.eye(2)[None], np.eye(2), projector=np.eye(3))
+    with pytest.raises(ValueError, match="max_steps"):
+        flow_to_critical(np.eye(2)[None], np.eye(2), max_steps=0)
+
+
+# ----------------------------------------------------------------------------- symmetric ansatzes
+
+
+def test_integer_partitions_match_the_partition_numbers():
+    # p(n) for n = 1..10 (OEIS A000041).
+    assert [len(integer_partitions(n)) for n in range(1, 11)] == [1, 2, 3, 5, 7, 11, 15, 22, 30, 42]
+    assert integer_partitions(4)[:2] == ((4,), (3, 1))
+    with pytest.raises(ValueError):
+        integer_partitions(0)
+
+
+@pytest.mark.parametrize("paired, blocks", [(True, (2, 1)), (True, (3,)), (False, (2, 2))])
+def test_ansatz_subspace_is_a_projection_invariant_under_the_gradient(rng, paired, blocks):
+    K, M = 4, 3
+    teacher = np.eye(M)
+    P = ansatz_projector(K, M, blocks, teacher, paired=paired)
+    assert np.allclose(P @ P, P)
+    W = (P @ rng.standard_normal(K * M)).reshape(K, M)
+    gradient = gradient_from_weights(W, teacher).ravel()
+    assert np.allclose(P @ gradient, gradient, atol=1e-13)  # equivariance: the flow stays in the subspace
+
+
+def test_ansatz_rejects_bad_blocks_and_teachers():
+    with pytest.raises(ValueError, match="adding up"):
+        ansatz_projector(3, 3, (2, 2), np.eye(3))
+    with pytest.raises(ValueError, match="invariant"):
+        ansatz_projector(2, 2, (2,), np.array([[1.0, 0.0], [0.3, 1.0]]))
+
+
+@pytest.mark.parametrize("paired, blocks", [(True, (3, 1)), (False, (2, 1, 1))])
+def test_ansatz_flows_end_at_saddles_of_the_full_problem(paired, blocks):
+    teacher = np.eye(4)
+    starts, projector = ansatz_starts(4, 4, blocks, 6, np.random.default_rng(0), teacher, paired=paired)
+    found = search_critical_points(starts, teacher, projector=projector, workers=1)
+    saddles = 0
+    for W in found.W[found.converged]:
+        assert np.linalg.norm(gradient_from_weights(W, teacher)) < 1e-10
+        eigenvalues = np.linalg.eigvalsh(weight_hessian(W, teacher))
+        saddles += loss_from_weights(W, teacher) > 1e-3 and eigenvalues[0] < -1e-3
+    assert saddles >= 2
+
+
+# ----------------------------------------------------------------------------- finite learning rate
+
+
+def test_ode_residual_is_zero_at_a_realisable_global_minimum_for_any_lr():
+    T = np.eye(3)
+    for lr in (0.01, 0.5, 3.0):
+        assert ode_residual(T, T, T, lr) < 1e-15
+
+
+def test_ode_residual_without_eta2_is_the_gradient_flow_speed(rng):
+    W, teacher = rng.standard_normal((3, 3)) / np.sqrt(3), np.eye(3)
+    dQ, dR = gradient_flow_velocity(W @ W.T, W @ teacher.T, np.eye(3))
+    expected = np.sqrt(np.sum(dQ**2) + np.sum(dR**2))
+    assert ode_residual(W @ W.T, W @ teacher.T, np.eye(3), 0.3, eta2=False) == pytest.approx(expected, rel=1e-12)
+
+
+def test_finite_lr_flow_ends_at_the_global_minimum(rng):
+    T = np.eye(3)
+    W = rng.standard_normal((3, 3)) / np.sqrt(3)
+    result = ode_fixed_point(W @ W.T, W @ T, T, lr=0.5)
+    assert result.success and result.residual < 1e-10
+    order = np.argmax(result.R, axis=1)
+    assert sorted(order) == [0, 1, 2]
+    assert np.max(np.abs(result.R[np.argsort(order)] - T)) < 1e-6
+    assert np.max(np.abs(result.Q - np.eye(3))) < 1e-6
+
+
+def test_finite_lr_fixed_points_approach_the_lr_zero_critical_point():
+    found, teacher = _ansatz_minimum(3, (3,), count=6)
+    losses = np.array([loss_from_weights(W, teacher) for W in found.W])
+    W = found.W[np.argmax(losses)]  # a saddle of L (the symmetric one has the largest loss)
+    Q, R = W @ W.T, W @ teacher.T
+    distances = []
+    for lr in (1e-2, 1e-3):
+        continued = ode_fixed_point(Q, R, np.eye(3), lr, flow=False)
+        assert continued.success
+        distances.append(np.linalg.norm(continued.Q - Q) + np.linalg.norm(continued.R - R))
+    # The lr^2 term moves the fixed point by O(lr): ten times smaller lr, ten times closer.
+    assert distances[1] < 1e-2 and 7 < distances[0] / distances[1] < 13
+
+
+def test_ode_fixed_point_rejects_bad_input():
+    T = np.eye(2)
+    with pytest.raises(ValueError, match="lr"):
+        ode_fixed_point(T, T, T, lr=0.0)
+    with pytest.raises(ValueError, match="noise"):
+        ode_fixed_point(T, T, T, lr=0.1, noise=-1.0)
+    with pytest.raises(ValueError, match="semi-definite"):
+        ode_fixed_point(np.eye(2), 2 * np.eye(2), T, lr=0.1)
+
+
+def test_ode_fixed_point_reports_divergence():
+    T = np.eye(2)
+    result = ode_fixed_point(0.5 * T, 0.5 * T, T, lr=20.0)
+    assert not result.success and result.status is EndReason.DIVERGED
+
+
+# ----------------------------------------------------------------------------- symmetries
+
+
+def _brute_force_orbit(Q, R, T, tol=1e-9):
+    K, M = R.shape
+    images = []
+    for s in itertools.permutations(range(K)):
+        for p in itertools.permutations(range(M)):
+            if np.max(np.abs(T[np.ix_(p, p)] - T)) > tol:
+                continue
+            image = np.concatenate([Q[np.ix_(s, s)], R[np.ix_(s, p)]], axis=1)
+            if not any(np.max(np.abs(image - other)) < tol for other in images):
+                images.append(image)
+    return len(images)
+
+
+def _points_3x3(rng):
+    random = rng.standard_normal((3, 3))
+    return {
+        "global minimum": np.eye(3),
+        "split teacher": np.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.5, 0]]),
+        "duplicated unit": np.array([[1.0, 0, 0], [1, 0, 0], [0, 0, 1]]),
+        "fully symmetric": np.ones((3, 3)) / 3,
+        "generic": random,
+    }
+
+
+def test_orbit_size_matches_brute_force_enumeration(rng):
+    for name, W in _points_3x3(rng).items():
+        for T, teacher in ((np.eye(3), np.eye(3)), (None, None)):
+            if T is None:  # a teacher with a smaller symmetry group: units 0 and 1 correlated
+                T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+                teacher = np.linalg.cholesky(T)
+            Q, R = W @ W.T, W @ teacher.T
+            assert orbit_size(Q, R, T) == _brute_force_orbit(Q, R, T), name
+
+
+def test_orbit_size_formula_at_the_global_minimum():
+    # R = I: the images are the permutation matrices, M! of them; the stabiliser is diagonal.
+    for K in (4, 7):
+        assert orbit_size(np.eye(K), np.eye(K), np.eye(K)) == math.factorial(K)
+        assert automorphism_count(np.eye(K), np.eye(K), np.eye(K)) == math.factorial(K)
+    # Every student aligned with a teacher, c_m students on teacher m with equal shares: the
+    # stabiliser permutes students on one teacher and teachers with the same c, so
+    # |stab| = prod_m c_m! * prod_c (number of teachers with c_m = c)!.
+    for counts in ((2, 1, 1, 1), (2, 2, 1), (3, 1, 1, 1)):
+        W = np.repeat(np.eye(len(counts)), counts, axis=0) / np.repeat(counts, counts)[:, None]
+        K, M = W.shape
+        stabiliser = math.prod(math.factorial(c) for c in counts)
+        stabiliser *= math.prod(math.factorial(counts.count(c)) for c in set(counts))
+        assert orbit_size(W @ W.T, W, np.eye(M)) == math.factorial(K) * math.factorial(M) // stabiliser
+
+
+def test_same_orbit_and_canonical_form_are_permutation_invariant(rng):
+    found, teacher = _ansatz_minimum(6, (5, 1))
+    losses = np.array([loss_from_weights(W, teacher) for W in found.W])
+    W = found.W[np.argmin(np.abs(losses - PUBLISHED_LEADING_LOSS[6]))]
+    Q, R = W @ W.T, W @ teacher.T
+    reference = canonical_form(Q, R, np.eye(6))
+    for _ in range(5):
+        s, p = rng.permutation(6), rng.permutation(6)
+        Qp, Rp = Q[np.ix_(s, s)], R[np.ix_(s, p)]
+        assert same_orbit((Q, R), (Qp, Rp), np.eye(6))
+        form = canonical_form(Qp, Rp, np.eye(6))
+        assert np.max(np.abs(form.Q - reference.Q)) < 1e-9 and np.max(np.abs(form.R - reference.R)) < 1e-9
+        assert np.allclose(form.R, Rp[np.ix_(form.student_order, form.teacher_order)])
+    # A different point is not in the orbit; a teacher swap that breaks T is not a symmetry.
+    assert not same_orbit((Q, R), (np.eye(6), np.eye(6)), np.eye(6))
+    # Swapping the two correlated teachers (with their students) is a symmetry of this T.
+    T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+    R3 = np.linalg.cholesky(T).T  # students = the basis vectors, teacher rows = Cholesky rows
+    swap = [1, 0, 2]
+    assert same_orbit((np.eye(3), R3), (np.eye(3), R3[np.ix_(swap, swap)]), T)
+    # With such a teacher the canonical form keeps the teachers in place (a valid point for T).
+    W3 = rng.standard_normal((4, 3))
+    form = canonical_form(W3 @ W3.T, W3 @ np.linalg.cholesky(T).T, T)
+    assert list(form.teacher_order) == [0, 1, 2]
+    assert same_orbit((form.Q, form.R), (W3 @ W3.T, W3 @ np.linalg.cholesky(T).T), T)
+
+
+def test_symmetry_functions_reject_bad_input():
+    with pytest.raises(ValueError, match="widths"):
+        same_orbit((np.eye(2), np.eye(2)), (np.eye(3), np.eye(3, 2)), np.eye(2))
+    with pytest.raises(ValueError, match="tol"):
+        orbit_size(np.eye(2), np.eye(2), np.eye(2), tol=0)

@@ -1,0 +1,366 @@
+"""Streamlit helpers shared by the pages: the sidebar's state, bound page widgets, cached backend calls.
+
+Not a page itself (``app.py`` registers the pages explicitly with ``st.navigation``). Every
+expensive call goes through one ``st.cache_data`` function with a bounded number of entries,
+keyed by the config's JSON text, so two users asking for the same view share the work.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from landscape.catalogue import Catalogue, build_catalogue
+from landscape.config import InitSpec, RunConfig
+from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
+from landscape.hessian import embed_overlaps, hessian_spectrum
+from landscape.initialisation import initial_overlaps
+from landscape.ode import integrate_ode, run_flow
+from landscape.sgd import simulate_sgd
+from landscape.sweep import DEFAULT_STORE, load_store
+
+STATE_KEY = "_dashboard_state"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DashboardState:
+    """What the sidebar produced on this run.
+
+    Attributes
+    ----------
+    values : dict
+        Sidebar settings by key.
+    config : RunConfig or None
+        None when the settings do not describe a valid run (``error`` says why).
+    error : str
+        Why the settings are invalid (empty when valid).
+    caps : DemoCaps
+    over_cap : tuple of str
+        Sentences naming the settings over the hosted-demo caps.
+    """
+
+    values: dict
+    config: RunConfig | None
+    error: str = ""
+    caps: DemoCaps = field(default_factory=DemoCaps)
+    over_cap: tuple = ()
+
+
+def state():
+    """The sidebar's :class:`DashboardState` (set by ``app.py`` before the page runs)."""
+    found = st.session_state.get(STATE_KEY)
+    if found is None:
+        st.error("Open the dashboard through app.py (streamlit run app.py): the sidebar sets up every page.")
+        st.stop()
+    return found
+
+
+def ready(current):
+    """Show the one reason the sidebar's settings cannot run, if any; True when they can."""
+    if current.config is None:
+        st.error(f"Settings: {current.error}")
+        return False
+    if current.over_cap:
+        st.error(" ".join(current.over_cap))
+        return False
+    return True
+
+
+def chart(figure, key):
+    """Show a Plotly figure in the Streamlit theme; the toolbar's camera saves it as PNG or SVG (sidebar)."""
+    image = st.session_state.get("img", "png")
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": image, "filename": key, "scale": 2}}
+    st.plotly_chart(figure, key=key, theme="streamlit", config=config)
+
+
+def call(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, or None after one error line if the backend raises ValueError."""
+    try:
+        return function(*args, **kwargs)
+    except ValueError as error:
+        st.error(str(error))
+        return None
+
+
+#: Step of the +/- buttons of float inputs (the others step by 1 or by Streamlit's default).
+_STEPS = {"lr": 0.05, "rho": 0.05, "rho_between": 0.05, "noise": 0.01, "scale": 0.1, "tmax": 100.0}
+
+
+def widget(item, container=st, **extra):
+    """The widget of a :class:`~landscape.dashboard.Setting`, bound to the URL query string."""
+    horizontal = extra.pop("horizontal", False)
+    options = dict(key=item.key, help=item.help or None, bind="query-params", **extra)
+    if item.kind == "bool":
+        return container.toggle(item.label, value=item.default, **options)
+    if item.kind == "choice":
+        index = item.choices.index(item.default)
+        if horizontal:
+            return container.radio(item.label, item.choices, index=index, horizontal=True, **options)
+        return container.selectbox(item.label, item.choices, index=index, **options)
+    if item.kind == "text":
+        return container.text_input(item.label, value=item.default, **options)
+    if item.kind == "int":
+        return container.number_input(item.label, int(item.low), int(item.high), int(item.default), step=1, **options)
+    return container.number_input(item.label, item.low, item.high, item.default, step=_STEPS.get(item.key),
+                                  format="%g", **options)
+
+
+def page_widget(page, key, container=st, **extra):
+    """The widget of one of a page's settings (see :data:`~landscape.dashboard.PAGE_SETTINGS`)."""
+    return widget(next(s for s in PAGE_SETTINGS[page] if s.key == key), container, **extra)
+
+
+def with_seed(config, seed):
+    """The same config with another random-start seed."""
+    init = config.init
+    return config.replace(init=InitSpec(kind="random", d=init.d, seed=int(seed), scale=init.scale))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def flow(config_json):
+    """ODE trajectory of a config (cached by its JSON text)."""
+    return run_flow(RunConfig.from_json(config_json))
+
+
+#: Tag mixed into the SGD data seed: with a plain integer, data seed s and init seed s give the same
+#: normal draws, so the first K inputs would be the student's own initial rows.
+_DATA_STREAM = 0x5D6
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sgd(config_json, d, seed):
+    """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached).
+
+    The start ``(Q0, R0, T)`` is embedded in ``d`` dimensions (any embedding will do: the
+    Gaussian data are rotation invariant), so SGD and ODE differ only by finite-d fluctuations.
+    """
+    config = RunConfig.from_json(config_json)
+    Q0, R0 = initial_overlaps(config)
+    embedding = embed_overlaps(Q0, R0, config.teacher_matrix())
+    if embedding.rank > d:
+        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the initial overlaps; raise it")
+    W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
+    W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
+    data = np.random.default_rng([int(seed), _DATA_STREAM])
+    return simulate_sgd(config, d=int(d), seed=data, weights=(W, W_teacher))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def symmetric_fixed_point(config_json):
+    """The unspecialised fixed point, reached from a permutation-symmetric start, or None.
+
+    For an orthonormal teacher the ODE keeps the symmetric states ``R_km = r``, ``Q_kk = q``,
+    ``Q_kl = c`` invariant, so a symmetric start flows to the unspecialised fixed point (the
+    saddle behind the Saad-Solla plateau) instead of escaping it. Returns None for other
+    teachers or when the run does not settle on a symmetric fixed point.
+    """
+    config = RunConfig.from_json(config_json)
+    if config.teacher.kind != "orthonormal":
+        return None
+    K, M = config.K, config.M
+    r = config.init.scale / np.sqrt(config.init.d)
+    if r * np.sqrt(K * M) >= 0.5 * config.init.scale:
+        r = 0.1 * config.init.scale / np.sqrt(K * M)
+    run = integrate_ode(config.init.scale**2 * np.eye(K), np.full((K, M), r), config.teacher_matrix(), config.lr,
+                        min(config.t_max, 5000.0), eta2=config.eta2, noise=config.noise)
+    R_end = run.R[-1]
+    if not run.success or np.ptp(R_end) > 1e-6 * max(1.0, np.abs(R_end).max()):
+        return None
+    return run.Q[-1], run.R[-1], run.T, float(run.loss[-1])
+
+
+def progress_runs(configs, label):
+    """Trajectories of several configs, with a progress bar while uncached ones compute."""
+    bar = None
+    runs = []
+    for number, config in enumerate(configs):
+        if number == 1 and bar is None:
+            bar = st.progress(0.0, text=label)
+        if bar is not None:
+            bar.progress(number / len(configs), text=f"{label} ({number}/{len(configs)})")
+        runs.append(flow(config.to_json()))
+    if bar is not None:
+        bar.empty()
+    return runs
+
+
+# ----------------------------------------------------------------------------- catalogues
+
+#: The precomputed catalogue shipped with the app (the environment variable LANDSCAPE_CATALOGUE overrides it).
+CATALOGUE_FILE = ROOT / "assets" / "catalogue_default.json"
+
+
+def catalogue_file():
+    """Path of the shipped catalogue (read at each call, so tests and deployments can point elsewhere)."""
+    return Path(os.environ.get("LANDSCAPE_CATALOGUE", CATALOGUE_FILE))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _read_catalogue(path, modified):
+    return Catalogue.load_json(path)
+
+
+def shipped_catalogue(config, regime, starts, seed):
+    """The shipped catalogue if it was made for these settings, else None."""
+    path = catalogue_file()
+    if not path.is_file():
+        return None
+    try:
+        catalogue = _read_catalogue(str(path), path.stat().st_mtime)
+    except (ValueError, OSError):
+        return None
+    same = catalogue_key(catalogue.config, catalogue.regime) == catalogue_key(config, regime)
+    return catalogue if same and (catalogue.starts, catalogue.seed) == (starts, seed) else None
+
+
+class _Store:
+    """A small thread-safe LRU of computed catalogues, shared by every session of the server."""
+
+    def __init__(self, size):
+        self._items, self._size, self._lock = OrderedDict(), size, threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def put(self, key, value):
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+@st.cache_resource
+def _catalogue_store():
+    # Not st.cache_data: building a catalogue updates a progress bar made outside the function,
+    # which cache_data cannot replay.
+    return _Store(size=16)
+
+
+def known_catalogue(current, regime):
+    """The catalogue of the sidebar's settings if it is shipped or already computed, else None (never computes)."""
+    starts, seed, _ = catalogue_settings(current)
+    config = current.config
+    return (shipped_catalogue(config, regime, starts, seed)
+            or _catalogue_store().get((catalogue_key(config, regime), starts, seed)))
+
+
+def catalogue(current, regime, starts, seed, key):
+    """The catalogue for the sidebar's config: shipped, computed earlier, or computed on a click.
+
+    Returns None (after saying why, or offering the button) when there is none yet.
+    """
+    config = current.config
+    shipped = shipped_catalogue(config, regime, starts, seed)
+    if shipped is not None:
+        st.caption(f"Precomputed catalogue shipped with the app: {shipped.message}.")
+        return shipped
+    store_key = (catalogue_key(config, regime), int(starts), int(seed))
+    found = _catalogue_store().get(store_key)
+    if found is not None:
+        st.caption(f"Catalogue computed on demand: {found.message}.")
+        return found
+    over = current.caps.violations(config, starts=starts)
+    if over:
+        st.error(" ".join(over))
+        return None
+    slow = " (the finite-lr regime integrates the full ODE from every start: expect minutes)" if regime == "finite_lr" else ""
+    st.info(f"No catalogue for these settings yet. Computing one runs {starts} random starts to convergence, "
+            f"polishes the end points and searches symmetric saddles{slow}. The number of starts, their seed and "
+            "the regime are under 'Catalogue' in the sidebar.", icon=":material/info:")
+    if not st.button("Compute the catalogue", key=key, type="primary", icon=":material/play_arrow:"):
+        return None
+    bar = st.progress(0.0, text=f"0 of {starts} starts")
+
+    def progress(done, total):
+        bar.progress(done / total, text=f"{done} of {total} starts")
+
+    with st.spinner("Polishing critical points and computing their Hessian spectra..."):
+        built = call(build_catalogue, config, int(starts), int(seed), regime, progress=progress)
+    bar.empty()
+    if built is not None:
+        _catalogue_store().put(store_key, built)
+        st.rerun()  # draw the page again from the store, without the button
+    return None
+
+
+def catalogue_settings(current):
+    """``(starts, seed, regime)`` of the catalogue, from the sidebar."""
+    values = current.values
+    return int(values["starts"]), int(values["cseed"]), values["regime"]
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def spectrum(Q, R, T, d):
+    """Exact Hessian spectrum of a point in input dimension ``d`` (cached)."""
+    return hessian_spectrum(Q, R, T, int(d))
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _sweep_catalogues(path, stamp):
+    store = load_store(path)
+    return {catalogue_key(record.task.config, record.task.regime): record.catalogue() for record in store.select()}
+
+
+def sweep_catalogues():
+    """Catalogues of the sweep shipped in ``assets/`` (``landscape sweep --default-spec``), by :func:`catalogue_key`."""
+    path = Path(os.environ.get("LANDSCAPE_SWEEP", DEFAULT_STORE))
+    records = path / "records"
+    if not records.is_dir():
+        return {}
+    stamp = (records.stat().st_mtime, len(list(records.glob("*.json"))))
+    try:
+        return _sweep_catalogues(str(path), stamp)
+    except (ValueError, OSError):
+        return {}
+
+
+def catalogue_series(current, configs, regime, starts, seed, key):
+    """Catalogues of several configs: from the shipped sweep, the shared store, or computed on a click.
+
+    Returns the list (in the order of ``configs``) or None while some are missing.
+    """
+    shipped = sweep_catalogues()
+    found, missing = [], []
+    for config in configs:
+        config_key = catalogue_key(config, regime)
+        catalogue = (shipped.get(config_key) or _catalogue_store().get((config_key, starts, seed))
+                     or shipped_catalogue(config, regime, starts, seed))
+        found.append(catalogue)
+        if catalogue is None:
+            missing.append(config)
+    if not missing:
+        sources = sum(c is shipped.get(catalogue_key(c.config, regime)) for c in found)
+        if sources:
+            st.caption(f"{sources} of the {len(found)} catalogues come from the sweep shipped with the app.")
+        return found
+    over = sorted({sentence for config in missing for sentence in current.caps.violations(config, starts=starts)})
+    if over:
+        st.error(" ".join(over))
+        return None
+    widths = ", ".join(f"K = {c.K}" for c in missing)
+    st.info(f"Not computed yet: the catalogues for {widths} ({starts} random starts each, seed {seed}). "
+            "Larger K takes longer (tens of seconds from K = 8).", icon=":material/info:")
+    if not st.button("Compute the missing catalogues", key=key, type="primary", icon=":material/play_arrow:"):
+        return None
+    bar = st.progress(0.0, text="starting")
+    for number, config in enumerate(missing):
+        def progress(done, total, number=number, K=config.K):
+            bar.progress((number + done / total) / len(missing), text=f"K = {K}: {done} of {total} starts")
+
+        built = call(build_catalogue, config, int(starts), int(seed), regime, progress=progress)
+        if built is None:
+            return None
+        _catalogue_store().put((catalogue_key(config, regime), int(starts), int(seed)), built)
+    bar.empty()
+    st.rerun()

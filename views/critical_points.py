@@ -1,0 +1,74 @@
+"""Critical points: the catalogue as a sortable table, loss against index, and the overlaps of one point."""
+
+import json
+
+import streamlit as st
+
+from landscape.figures import catalogue_figure, overlap_heatmaps_figure
+from views import common
+
+COLUMNS = {
+    "kind": st.column_config.TextColumn("kind"),
+    "loss": st.column_config.NumberColumn("loss", format="%.3e", help="L = ½E[(f − f*)²]"),
+    "index": st.column_config.NumberColumn("index", help="Negative Hessian eigenvalues at this d, with multiplicity"),
+    "n_zero": st.column_config.NumberColumn("zero modes", help="Zero eigenvalues (rotations and flat directions)"),
+    "family": st.column_config.TextColumn("family", width="medium"),
+    "count": st.column_config.NumberColumn("basin count", help="Random starts that ended here"),
+    "orbit_size": st.column_config.NumberColumn("orbit size", help="Distinct copies under the symmetries"),
+    "min_eigenvalue": st.column_config.NumberColumn("λ_min", format="%.3e"),
+    "gradient_norm": st.column_config.NumberColumn("|∇L|", format="%.1e"),
+}
+
+
+def _select_row():
+    rows = st.session_state["table"].selection.rows
+    if rows:
+        st.session_state["point"] = int(rows[0])
+
+
+def _details(point, number, catalogue):
+    st.subheader(f"Row {number}: {point.kind.value}, L = {point.loss:.4e}")
+    metrics = st.columns(4)
+    metrics[0].metric("index", point.index)
+    metrics[1].metric("zero modes", point.n_zero, help=f"{point.n_symmetry_zero} of them are rotations of the input space")
+    metrics[2].metric("basin count", f"{point.count} / {catalogue.starts}")
+    metrics[3].metric("λ_min", "≈ 0" if abs(point.min_eigenvalue) < 1e-10 else f"{point.min_eigenvalue:.3g}",
+                      help=f"Smallest Hessian eigenvalue at d = {catalogue.d}: {point.min_eigenvalue:.3e}")
+    st.caption(f"Family: {point.family}. Orbit size {point.orbit_size}; found by {' and '.join(point.found_by)}; "
+               f"|∇L| = {point.gradient_norm:.1e}; spectrum at d = {catalogue.d}."
+               + (f" Flat directions: {point.manifold.description}." if point.manifold is not None else ""))
+    common.chart(overlap_heatmaps_figure(point.Q, point.R), key="point_heatmaps")
+
+
+def main():
+    st.title("Critical points")
+    current = common.state()
+    if not common.ready(current):
+        return
+    starts, seed, regime = common.catalogue_settings(current)
+    catalogue = common.catalogue(current, regime, starts, seed, key="compute_catalogue")
+    if catalogue is None or not catalogue.points:
+        if catalogue is not None:
+            st.warning(f"No critical point found: {catalogue.message}.")
+        return
+    frame = catalogue.to_frame()
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Catalogue")
+        st.dataframe(frame[list(COLUMNS)], column_config=COLUMNS, on_select=_select_row, selection_mode="single-row",
+                     key="table", height=min(420, 38 + 35 * len(frame)), width="stretch")
+        st.caption("Click a column header to sort, a row to show its overlaps. Rows are numbered from 0 as in the downloads.")
+        number = min(common.page_widget("critical-points", "point"), len(frame) - 1)
+    with right:
+        st.subheader("Loss against index")
+        common.chart(catalogue_figure(frame, selected=number), key="scatter")
+        st.caption("Marker area grows with the basin count (starts that ended there); ansatz saddles have count 0.")
+    _details(catalogue.points[number], number, catalogue)
+    left, right = st.columns(2)
+    left.download_button("catalogue (CSV)", frame.to_csv(index=False), file_name="catalogue.csv", mime="text/csv",
+                         icon=":material/download:", width="stretch")
+    right.download_button("catalogue (JSON, with Q, R and spectra)", json.dumps(catalogue.to_dict()),
+                          file_name="catalogue.json", mime="application/json", icon=":material/download:", width="stretch")
+
+
+main()

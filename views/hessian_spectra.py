@@ -1,0 +1,83 @@
+"""Hessian spectra: the exact spectrum of chosen critical points for a chosen input dimension d."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from landscape.dashboard import setting
+from landscape.figures import spectrum_figure
+from views import common
+
+
+def _rows(text, count):
+    """Row numbers in ``text`` (e.g. ``0,1,2``) that exist; the first three when none does.
+
+    Rows that do not exist are named in a warning, unless ``text`` is the default (which asks
+    for "the first three", however many there are).
+    """
+    quiet = text == setting("compare").default
+    wanted, ignored = [], []
+    for entry in str(text).replace(";", ",").split(","):
+        entry = entry.strip()
+        if entry.isdigit() and int(entry) < count:
+            wanted.append(int(entry))
+        elif entry:
+            ignored.append(entry)
+    if ignored and not quiet:
+        st.warning(f"Ignoring rows {', '.join(ignored)}: the catalogue has rows 0 to {count - 1}.")
+    return list(dict.fromkeys(wanted)) or list(range(min(3, count)))
+
+
+def _summary(points, rows, spectra):
+    return pd.DataFrame([{
+        "row": row, "kind": point.kind.value, "loss": point.loss, "index": spectrum.index,
+        "zero modes": spectrum.n_zero, "rotations": spectrum.n_symmetry_zero, "flat": spectrum.n_flat,
+        "λ_min": spectrum.min_eigenvalue, "rank r": spectrum.rank,
+    } for point, row, spectrum in zip(points, rows, spectra)])
+
+
+def _eigenvalue_table(spectrum):
+    return pd.DataFrame({
+        "eigenvalue": spectrum.eigenvalues, "multiplicity": spectrum.multiplicities,
+        "block": np.where(spectrum.bulk, "bulk", "span"),
+    })
+
+
+def main():
+    st.title("Hessian spectra")
+    current = common.state()
+    if not common.ready(current):
+        return
+    starts, seed, regime = common.catalogue_settings(current)
+    catalogue = common.catalogue(current, regime, starts, seed, key="compute_catalogue_spectra")
+    if catalogue is None or not catalogue.points:
+        return
+    left, right = st.columns(2)
+    d = common.page_widget("hessian-spectra", "hd", left)
+    rows = _rows(common.page_widget("hessian-spectra", "compare", right), len(catalogue.points))
+    points = [catalogue.points[row] for row in rows]
+    T = catalogue.config.teacher_matrix()
+    spectra = [common.call(common.spectrum, point.Q, point.R, T, d) for point in points]
+    if any(spectrum is None for spectrum in spectra):
+        return
+    labels = [f"row {row}: {point.kind.value}, L = {point.loss:.3g}<br>λ_min = {spectrum.min_eigenvalue:.3g}"
+              for row, point, spectrum in zip(rows, points, spectra)]
+    common.chart(spectrum_figure(spectra, labels), key="spectra")
+    st.caption(
+        f"Exact spectrum of the {current.config.K}·d = {current.config.K * d:,}-dimensional Hessian at d = {d:,}: "
+        "blue, the K r eigenvalues of the block on the span of the units; orange, the K bulk eigenvalues, each "
+        "repeated d − r times (marker area grows with the log of the multiplicity). Red rings: the three smallest "
+        "distinct eigenvalues. Rotations of the input space that fix the teacher are exact zero modes."
+    )
+    st.subheader("Summary")
+    st.dataframe(_summary(points, rows, spectra), hide_index=True, width="stretch",
+                 column_config={"loss": st.column_config.NumberColumn(format="%.4e"),
+                                "λ_min": st.column_config.NumberColumn(format="%.4e")})
+    st.subheader("Eigenvalues with multiplicities")
+    tabs = st.tabs([label.replace("<br>", ", ") for label in labels])
+    for tab, spectrum in zip(tabs, spectra):
+        tab.dataframe(_eigenvalue_table(spectrum), hide_index=True, width="stretch",
+                      column_config={"eigenvalue": st.column_config.NumberColumn(format="%.6e")})
+
+
+main()
