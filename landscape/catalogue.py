@@ -33,7 +33,8 @@ listed once, with the representative found first.
 Saddles come from flows in fixed-point subspaces of symmetric ansatzes
 (:func:`landscape.critical.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
 (teachers invariant under all permutations only) and the least merged student-only subspaces (split
-units), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
+units), and for such teachers with ``d >= M + K`` the unspecialised subspace of the Saad-Solla plateau
+(:func:`landscape.critical.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
 random starts also end there (``found_by``).
 
 Starts that die (a unit shrinks to zero), do not converge or diverge are counted in ``failures``
@@ -60,6 +61,7 @@ from .critical import (
     ode_fixed_points,
     ode_residual,
     orbit_size,
+    plateau_projector,
     same_orbit,
     search_critical_points,
 )
@@ -464,7 +466,21 @@ def _ansatz_search(config, W_teacher, rng, workers):
             padded = np.zeros((K, W_teacher.shape[1]))
             padded[:, : W.shape[1]] = W
             found.append(padded)
+    if _permutation_invariant(config.teacher_matrix()) and W_teacher.shape[1] >= M + K and np.linalg.matrix_rank(W_teacher) == M:
+        # The Saad-Solla plateau: students alike, none specialised (needs room outside the teacher span).
+        projector = plateau_projector(K, W_teacher)
+        starts = _project_starts(rng.standard_normal((_ANSATZ_PER_PARTITION, K, W_teacher.shape[1])), projector)
+        result = search_critical_points(starts, W_teacher, projector=projector, workers=workers, chunk_size=16,
+                                        max_steps=_ANSATZ_MAX_STEPS)
+        found.extend(result.W[result.converged])
+        families = families + [("plateau", ())]
     return found, len(families) * _ANSATZ_PER_PARTITION
+
+
+def _project_starts(draws, projector):
+    """Random starts ``N(0, 1 / n)`` per entry, projected into an ansatz subspace."""
+    flat = draws.reshape(len(draws), -1) / np.sqrt(draws.shape[-1])
+    return (flat @ projector.T).reshape(draws.shape)
 
 
 def _parallel_groups(W, W_teacher):

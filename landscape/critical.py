@@ -97,6 +97,7 @@ __all__ = [
     "search_critical_points",
     "integer_partitions",
     "ansatz_projector",
+    "plateau_projector",
     "ansatz_starts",
     "ode_fixed_point",
     "ode_fixed_points",
@@ -930,6 +931,55 @@ def ansatz_projector(K, M, blocks, W_teacher, paired=True):
     # W = C W_teacher row by row, so vec(W) = (I_K (x) W_teacher^T) vec(C) in row-major order.
     to_weights = np.kron(np.eye(K), W_teacher.T)
     return to_weights @ _averaging(_paired_classes(K, M, blocks)) @ np.linalg.inv(to_weights)
+
+
+def plateau_projector(K, W_teacher):
+    """Projector onto the unspecialised subspace of the Saad-Solla plateau.
+
+    Every student has the same component along the sum of the teachers, the same norm and the
+    same overlap with every other student: ``u_k = a s + b (e_k - e_mean) + c e_mean`` with ``s``
+    the sum of the teacher rows and ``e_1 .. e_K`` orthonormal directions outside the teacher span.
+    This is the fixed-point subspace of permuting the students together with the ``e_k`` and the
+    teachers together with their rows, a symmetry of ``L`` when the teacher overlaps are invariant
+    under all permutations, so its critical points are critical points of the full problem. The
+    overlaps there are ``R_km = r``, ``Q_kk = q``, ``Q_kl = p``: the plateau of one-pass SGD, which
+    ReLU students reach only with room outside the teacher span (``n >= M + K``).
+
+    Parameters
+    ----------
+    K : int
+    W_teacher : array_like, shape (M, n)
+        Teacher rows of full rank ``M`` with ``n >= M + K``.
+
+    Returns
+    -------
+    ndarray, shape (K n, K n)
+        Acts on row-major flattened student weights ``W`` (K, n).
+
+    Raises
+    ------
+    ValueError
+        If the teacher is not invariant under all permutations, not of full rank, or ``n < M + K``.
+    """
+    W_teacher = np.asarray(W_teacher, dtype=float)
+    if W_teacher.ndim != 2:
+        raise ValueError(f"W_teacher must be a matrix (M, n), got shape {W_teacher.shape}")
+    K = _check_positive("K", K, integer=True)
+    M, n = W_teacher.shape
+    T = validate_teacher(W_teacher @ W_teacher.T)
+    off = T[~np.eye(M, dtype=bool)]
+    if np.ptp(np.diag(T)) > 1e-12 or (off.size and np.ptp(off) > 1e-12):
+        raise ValueError("the plateau ansatz needs a teacher invariant under all permutations (equal norms and overlaps)")
+    _, singular, right = np.linalg.svd(W_teacher)
+    if np.sum(singular > 1e-12 * singular[0]) < M or n < M + K:
+        raise ValueError(f"the plateau ansatz needs a full-rank teacher and n >= M + K = {M + K} coordinates, got n = {n}")
+    outside = right[M : M + K]
+    mean = outside.mean(axis=0)
+    ones = np.ones((K, 1))
+    spanning = np.stack([(ones * W_teacher.sum(axis=0)).ravel(), (outside - mean).ravel(), (ones * mean).ravel()], axis=1)
+    left, weights, _ = np.linalg.svd(spanning, full_matrices=False)
+    basis = left[:, weights > 1e-12 * weights[0]]
+    return basis @ basis.T
 
 
 def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):

@@ -37,6 +37,8 @@ __all__ = ["Embedding", "embed_overlaps", "weight_hessian", "HessianSpectrum", "
 _TINY = 1e-300
 _RANK_TOL = 1e-9
 _GROUP_TOL = 1e-7
+#: Largest widening of the zero band by the gradient norm (see :func:`hessian_spectrum`).
+_ZERO_BAND_CAP = 1e-6
 _CONSISTENCY_TOL = 1e-8
 
 
@@ -59,6 +61,7 @@ class Embedding:
     def rank(self):
         """Dimension ``r`` of the span of all units."""
         return self.student.shape[1]
+
 
 
 def _check_rank_tol(rank_tol):
@@ -227,9 +230,9 @@ class HessianSpectrum:
     d : int
         Input dimension.
     index : int
-        Number of negative eigenvalues (below ``-zero_tol * max(1, max |lambda|)``), with multiplicity.
+        Number of negative eigenvalues (below minus the zero band of :func:`hessian_spectrum`), with multiplicity.
     n_zero : int
-        Eigenvalues with ``|lambda| <= zero_tol * max(1, max |lambda|)``, with multiplicity.
+        Eigenvalues inside the zero band of :func:`hessian_spectrum`, with multiplicity.
     n_symmetry_zero : int
         Dimension of the orbit of the point under the rotations of ``R^d`` that fix every teacher
         vector: ``p (d - t) - p (p + 1) / 2`` with ``t = rank(T)`` and ``p = r - t`` (the dimension
@@ -365,7 +368,8 @@ def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol
         Weights with these overlaps. Given, they are used as they are (exact residuals of aligned
         units); otherwise the overlaps are embedded (:func:`embed_overlaps`).
     zero_tol : float, optional
-        Eigenvalues with ``|lambda| <= zero_tol * max(1, max |lambda|)`` count as zero.
+        Eigenvalues with ``|lambda| <= (zero_tol + min(10 |grad L|, 1e-6)) * max(1, max |lambda|)``
+        count as zero (the gradient term absorbs the rounding of a point known only to that accuracy).
     rank_tol : float, optional
         Rank tolerance: eigenvalues of ``Omega`` (overlaps), or singular values of the stacked
         weights, at or below ``rank_tol`` times the largest are dropped.
@@ -397,7 +401,11 @@ def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol
     present = multiplicities > 0
     values, multiplicities, is_bulk = values[present], multiplicities[present], is_bulk[present]
     scale = max(1.0, float(np.max(np.abs(values))))
-    threshold = zero_tol * scale
+    # Modes that vanish exactly at a critical point (rotations, flat directions) are of the size of
+    # the gradient at a point that is critical only to rounding (e.g. embedded from rounded
+    # overlaps): widen the zero band by the gradient norm, up to 1e-6 so spectra of non-critical
+    # points keep their small negative eigenvalues.
+    threshold = scale * (zero_tol + min(10.0 * gradient_norm, _ZERO_BAND_CAP))
     distinct, counts, pure_bulk = _group(values, multiplicities, is_bulk, _GROUP_TOL * scale)
 
     p = max(r - teacher_rank, 0)

@@ -307,3 +307,30 @@ def test_reachability_and_curve(catalogue7, catalogue87):
         reachability_curve([])
     with pytest.raises(ValueError):
         reachability_curve([catalogue7], parameter="M")
+
+
+def test_catalogue_lists_the_saad_solla_plateau_saddle():
+    # Regression: the ansatz search only tried subspaces inside the teacher span, so the plateau of
+    # one-pass SGD (students alike, with components outside the span) was missing for K = M = 3.
+    # Independent value: minimise the loss of explicit weights u_k = a s + b (e_k - e_mean) + c e_mean
+    # (s the sum of the teachers, e_k outside their span) over (a, b, c) with Nelder-Mead.
+    from scipy.optimize import minimize
+
+    from landscape.loss import loss_from_weights
+
+    K = M = 3
+    teacher = np.eye(M + K)[:M]
+    outside = np.eye(M + K)[M:]
+
+    def symmetric_loss(x):
+        a, b, c = x
+        W = a * teacher.sum(axis=0) + b * (outside - outside.mean(axis=0)) + c * outside.mean(axis=0)
+        return loss_from_weights(W, teacher)
+
+    plateau = minimize(symmetric_loss, (0.3, 0.5, 0.1), method="Nelder-Mead",
+                       options={"xatol": 1e-12, "fatol": 1e-15, "maxiter": 20000}).fun
+    config = RunConfig(K=K, M=M, eta2=False, init=InitSpec(kind="random", d=50, seed=0, scale=1.0))
+    catalogue = build_catalogue(config, 8, 0)
+    saddles = [p for p in catalogue.points if p.kind is PointKind.SADDLE and abs(p.loss - plateau) < 1e-9]
+    assert len(saddles) == 1 and saddles[0].gradient_norm < 1e-10
+    assert abs(plateau - 0.158652) < 1e-5

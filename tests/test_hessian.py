@@ -310,3 +310,22 @@ def test_bad_input_raises_clear_errors(rng, random_weights):
         hessian_spectrum(Q, R, T, 6, W=2 * W, W_teacher=W_teacher)
     with pytest.raises(ValueError, match="same number of columns"):
         weight_hessian(W, W_teacher[:, :3])
+
+
+def test_rotation_modes_of_a_nearly_critical_point_count_as_zero(rng):
+    # Regression: at the Saad-Solla plateau (K = M = 3) known only to ~1e-8 (weights perturbed by
+    # rounding), the d - r rotation modes came out ~1e-8, outside the fixed zero band, and the
+    # flat-direction count n_flat was negative (-996 at d = 1000).
+    from landscape.catalogue import build_catalogue
+    from landscape.config import InitSpec, RunConfig
+
+    config = RunConfig(K=3, M=3, eta2=False, init=InitSpec(kind="random", d=1000, seed=0, scale=1.0))
+    catalogue = build_catalogue(config, 4, 0)
+    plateau = min((p for p in catalogue.points if abs(p.loss - 0.158652) < 1e-5), key=lambda p: p.loss)
+    exact = hessian_spectrum(plateau.Q, plateau.R, np.eye(3), 1000)
+    embedding = embed_overlaps(plateau.Q, plateau.R, np.eye(3))
+    W = embedding.student + 1e-8 * rng.standard_normal(embedding.student.shape)
+    nearby = hessian_spectrum(W @ W.T, W @ embedding.teacher.T, np.eye(3), 1000, W=W, W_teacher=embedding.teacher)
+    assert exact.n_symmetry_zero > 0 and exact.n_flat == 0
+    assert 1e-9 < nearby.gradient_norm < 1e-7
+    assert (nearby.index, nearby.n_zero, nearby.n_flat) == (exact.index, exact.n_zero, exact.n_flat)
