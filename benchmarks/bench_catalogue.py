@@ -56,7 +56,7 @@ def main():
         seconds = time.perf_counter() - start
         fraction, lower, upper = reachability(catalogue).spurious_fraction
         reference = published.get((K, M))
-        reference = f"{reference:.3f}" if reference is not None else "(no file)"
+        reference = f"{reference:.3f}" if reference is not None else "not published"
         failed = sum(catalogue.failures.values())
         print(f"| {K} | {M} | {args.starts} | {seconds:.1f} | {len(catalogue.points)} | "
               f"{fraction:.3f} ({lower:.3f}-{upper:.3f}) | {reference} | {failed} |", flush=True)
