@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "landscape.commands.dynamics",
     "landscape.commands.points",
     "landscape.commands.sweep",
+    "landscape.commands.reachability",
 )
 
 

@@ -85,3 +85,44 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0 and "--config" in result.stdout
     result = subprocess.run([sys.executable, "-m", "landscape", "loss", "--point", "/nonexistent.json"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_reachability_over_K_counts_the_stored_basins(tmp_path, capsys):
+    # Independent count: read the shipped store's raw JSON records and add up basin counts by hand.
+    from pathlib import Path
+
+    store = Path(__file__).resolve().parent.parent / "assets" / "sweep_default"
+    expected = {}
+    for path in (store / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        config = record["result"]["config"]
+        if config["K"] != config["M"]:
+            continue
+        points, starts = record["result"]["points"], record["result"]["starts"]
+        reached_global = sum(p["count"] for p in points if p["kind"] == "minimum" and p["loss"] < 1e-10)
+        reached_spurious = sum(p["count"] for p in points if p["kind"] == "minimum" and p["loss"] > 1e-6)
+        expected[config["K"]] = (reached_global / starts, reached_spurious / starts)
+    out_csv = tmp_path / "reach.csv"
+    code, out, _ = _run(capsys, "reachability", "--store", str(store), "--where", "K-M=0", "--out", str(out_csv))
+    assert code == 0
+    curve = json.loads(out)
+    assert curve["values"] == sorted(expected)
+    assert curve["labels"][:2] == ["global minimum", "spurious (all families)"]
+    assert np.allclose(curve["fractions"][0], [expected[K][0] for K in curve["values"]])
+    assert np.allclose(curve["fractions"][1], [expected[K][1] for K in curve["values"]])
+    assert np.all(np.array(curve["lower"]) <= np.array(curve["fractions"]))
+    assert out_csv.read_text().startswith("K,outcome,fraction")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--where", "K-M"], "NAME=VALUE"),
+    (["--where", "Z=1"], "unknown selection key"),
+    ([], "narrow the selection"),
+    (["--confidence", "2"], "in (0, 1)"),
+])
+def test_reachability_bad_input_is_one_line(capsys, argv, message):
+    from pathlib import Path
+
+    store = Path(__file__).resolve().parent.parent / "assets" / "sweep_default"
+    code, out, err = _run(capsys, "reachability", "--store", str(store), *argv)
+    assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
