@@ -17,8 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from landscape.catalogue import build_catalogue, reachability
+from landscape.catalogue import build_catalogue
 from landscape.config import InitSpec, RunConfig
+from landscape.reachability import reachability
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 

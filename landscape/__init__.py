@@ -37,19 +37,10 @@ from .trajectory import FlowStatus, Trajectory
 from .hessian import Embedding, HessianSpectrum, embed_overlaps, hessian_spectrum, weight_hessian
 from .critical import canonical_form, newton_polish, ode_fixed_point, orbit_size, search_critical_points
 from .families import Family, FamilyTree, classify_point, family_tree
-from .catalogue import (
-    Catalogue,
-    CatalogueStatus,
-    CriticalPoint,
-    FlatManifold,
-    PointKind,
-    Reachability,
-    ReachabilityCurve,
-    build_catalogue,
-    reachability,
-    reachability_curve,
-    wilson_interval,
-)
+from .flat import FlatManifold
+from .catalogue_records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
+from .catalogue import build_catalogue
+from .reachability import Reachability, ReachabilityCurve, reachability, reachability_curve, wilson_interval
 from .sweep import SweepResult, SweepSpec, SweepStore, load_spec, load_store, run_sweep
 
 __version__ = "0.1.0"

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from landscape.catalogue import reachability_curve
 from landscape.dashboard import leaf_counts, series_configs
 from landscape.families import family_tree
 from landscape.figures import family_figure, reachability_figure
+from landscape.reachability import reachability_curve
 from views import common
 
 
