@@ -3,7 +3,7 @@
 :func:`build_catalogue` runs the dynamics of a :class:`~landscape.config.RunConfig` from ``starts``
 random initialisations (``config.init``: input dimension ``d`` and ``scale``; the randomness comes
 from ``seed``, not from ``config.init.seed``), polishes every end point with Newton's method, adds
-saddles from symmetric ansatzes (:mod:`landscape.critical`), and lists each distinct point once in
+saddles from symmetric ansatzes (:mod:`landscape.ansatz`), and lists each distinct point once in
 canonical form with its exact Hessian spectrum in dimension ``d``, its family
 (:mod:`landscape.families`), its orbit size and the number of starts whose dynamics ended there.
 
@@ -31,10 +31,10 @@ differ only in how many units share each ray are joined through a unit of norm z
 listed once, with the representative found first.
 
 Saddles come from flows in fixed-point subspaces of symmetric ansatzes
-(:func:`landscape.critical.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
+(:func:`landscape.ansatz.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
 (teachers invariant under all permutations only) and the least merged student-only subspaces (split
 units), and for such teachers with ``d >= M + K`` the unspecialised subspace of the Saad-Solla plateau
-(:func:`landscape.critical.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
+(:func:`landscape.ansatz.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
 random starts also end there (``found_by``).
 
 Starts that die (a unit shrinks to zero), do not converge or diverge are counted in ``failures``
@@ -51,24 +51,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .ansatz import ansatz_starts, integer_partitions, plateau_projector
+from .batch_flow import EndReason
 from .config import RunConfig
-from .critical import (
-    EndReason,
-    ansatz_starts,
-    canonical_form,
-    integer_partitions,
-    newton_polish,
-    ode_fixed_points,
-    ode_residual,
-    orbit_size,
-    plateau_projector,
-    same_orbit,
-    search_critical_points,
-)
+from .critical import newton_polish, search_critical_points
 from .families import classify_point
+from .fixed_points import ode_fixed_points, ode_residual
 from .hessian import hessian_spectrum
 from .initialisation import teacher_weights
 from .loss import gradient_from_weights, loss_from_weights
+from .symmetry import canonical_form, orbit_size, same_orbit
 
 __all__ = [
     "REGIMES",
@@ -283,7 +275,7 @@ class Catalogue:
     n_converged : int
         Starts that ended at a polished point (the sum of the points' counts).
     failures : dict
-        ``{reason code: number of starts}`` for the others (codes of :class:`~landscape.critical.EndReason`).
+        ``{reason code: number of starts}`` for the others (codes of :class:`~landscape.batch_flow.EndReason`).
     ansatz_starts : int
         Extra starts of the symmetric-ansatz saddle search (not part of ``starts`` or the counts).
     success : bool
