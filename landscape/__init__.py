@@ -35,13 +35,17 @@ from .teacher import (
 )
 from .trajectory import FlowStatus, Trajectory
 from .hessian import Embedding, HessianSpectrum, embed_overlaps, hessian_spectrum, weight_hessian
-from .critical import canonical_form, newton_polish, ode_fixed_point, orbit_size, search_critical_points
+from .critical import newton_polish, search_critical_points
+from .fixed_points import ode_fixed_point
+from .symmetry import canonical_form, orbit_size
 from .families import Family, FamilyTree, classify_point, family_tree
 from .flat import FlatManifold
 from .catalogue_records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
 from .catalogue import build_catalogue
 from .reachability import Reachability, ReachabilityCurve, reachability, reachability_curve, wilson_interval
-from .sweep import SweepResult, SweepSpec, SweepStore, load_spec, load_store, run_sweep
+from .sweep_spec import SweepSpec, load_spec
+from .sweep_store import SweepStore, load_store
+from .sweep import SweepResult, run_sweep
 
 __version__ = "0.1.0"
 

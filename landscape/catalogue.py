@@ -3,7 +3,7 @@
 :func:`build_catalogue` runs the dynamics of a :class:`~landscape.config.RunConfig` from ``starts``
 random initialisations (``config.init``: input dimension ``d`` and ``scale``; the randomness comes
 from ``seed``, not from ``config.init.seed``), polishes every end point with Newton's method, adds
-saddles from symmetric ansatzes (:mod:`landscape.critical`), and lists each distinct point once in
+saddles from symmetric ansatzes (:mod:`landscape.ansatz`), and lists each distinct point once in
 canonical form with its exact Hessian spectrum in dimension ``d``, its family
 (:mod:`landscape.families`), its orbit size and the number of starts whose dynamics ended there.
 
@@ -26,10 +26,10 @@ merged into equal shares, points are deduplicated by the function they compute, 
 carries a :class:`~landscape.flat.FlatManifold` (see :mod:`landscape.flat`).
 
 Saddles come from flows in fixed-point subspaces of symmetric ansatzes
-(:func:`landscape.critical.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
+(:func:`landscape.ansatz.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
 (teachers invariant under all permutations only) and the least merged student-only subspaces (split
 units), and for such teachers with ``d >= M + K`` the unspecialised subspace of the Saad-Solla plateau
-(:func:`landscape.critical.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
+(:func:`landscape.ansatz.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
 random starts also end there (``found_by``).
 
 Starts that die (a unit shrinks to zero), do not converge or diverge are counted in ``failures``
@@ -42,18 +42,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from .ansatz import ansatz_starts, integer_partitions, plateau_projector
+from .batch_flow import EndReason
 from .catalogue_records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
 from .config import RunConfig
-from .critical import (
-    EndReason,
-    ansatz_starts,
-    canonical_form,
-    integer_partitions,
-    ode_fixed_points,
-    orbit_size,
-    plateau_projector,
-    search_critical_points,
-)
+from .critical import search_critical_points
+from .fixed_points import ode_fixed_points
 from .families import classify_point
 from .flat import (
     PARALLEL_ANGLE,
@@ -68,6 +62,8 @@ from .flat import (
 from .hessian import hessian_spectrum
 from .initialisation import teacher_weights
 from .loss import gradient_from_weights
+from .symmetry import canonical_form, orbit_size
+
 # Re-exported: reachability of a catalogue lives in landscape.reachability (above this module).
 from .reachability import (
     FAILED_LABEL,

@@ -147,7 +147,7 @@ class Catalogue:
     n_converged : int
         Starts that ended at a polished point (the sum of the points' counts).
     failures : dict
-        ``{reason code: number of starts}`` for the others (codes of :class:`~landscape.critical.EndReason`).
+        ``{reason code: number of starts}`` for the others (codes of :class:`~landscape.batch_flow.EndReason`).
     ansatz_starts : int
         Extra starts of the symmetric-ansatz saddle search (not part of ``starts`` or the counts).
     success : bool

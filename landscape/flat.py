@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .critical import newton_polish, ode_residual, same_orbit
+from .critical import newton_polish
+from .fixed_points import ode_residual
 from .loss import gradient_from_weights, loss_from_weights
+from .symmetry import same_orbit
 
 __all__ = [
     "PARALLEL_ANGLE",

@@ -301,7 +301,8 @@ def test_toolbar_saves_png_or_svg():
 
 
 def test_reachability_reads_a_shipped_sweep(tmp_path, monkeypatch):
-    from landscape.sweep import load_store, run_sweep
+    from landscape.sweep import run_sweep
+    from landscape.sweep_store import load_store
 
     spec = {"base": {"K": 2, "M": 2, "eta2": False, "init": {"kind": "random", "d": 2, "seed": 0, "scale": 1.0}},
             "grid": [{"M": [2], "K": [2], "init.d": [2]}, {"M": [3], "K": [3], "init.d": [3]}],

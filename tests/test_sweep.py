@@ -20,16 +20,9 @@ import pytest
 
 from landscape import InitSpec, RunConfig, run_flow
 from landscape.cli import main
-from landscape.sweep import (
-    RECORD_FORMAT,
-    SweepSpec,
-    SweepStatus,
-    TaskStatus,
-    execute_task,
-    load_spec,
-    load_store,
-    run_sweep,
-)
+from landscape.sweep import execute_task, run_sweep
+from landscape.sweep_spec import RECORD_FORMAT, SweepSpec, load_spec
+from landscape.sweep_store import SweepStatus, TaskStatus, load_store
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"K": 2, "M": 2, "lr": 1.0, "eta2": False, "t_max": 20.0, "init": {"kind": "random", "d": 4, "seed": 0, "scale": 0.5}}
@@ -311,7 +304,7 @@ def test_unreadable_records_and_temporary_files_count_as_missing(client, tmp_pat
 
 
 def test_a_record_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
-    from landscape import sweep
+    from landscape import sweep_store as sweep
 
     spec = SweepSpec.from_dict(_spec(grid={"K": [2]}))
     root = sweep._open_store(tmp_path / "store", spec)

@@ -23,7 +23,7 @@ from landscape.hessian import embed_overlaps, hessian_spectrum
 from landscape.initialisation import initial_overlaps
 from landscape.ode import integrate_ode, run_flow
 from landscape.sgd import simulate_sgd
-from landscape.sweep import DEFAULT_STORE, load_store
+from landscape.sweep_store import DEFAULT_STORE, load_store
 
 STATE_KEY = "_dashboard_state"
 ROOT = Path(__file__).resolve().parent.parent

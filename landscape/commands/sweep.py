@@ -6,7 +6,9 @@ import argparse
 import sys
 import time
 
-from ..sweep import DEFAULT_SPEC, load_spec, load_store, run_sweep
+from ..sweep import run_sweep
+from ..sweep_spec import DEFAULT_SPEC, load_spec
+from ..sweep_store import load_store
 
 __all__ = ["register"]
 
