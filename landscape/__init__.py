@@ -1,13 +1,13 @@
 """landscape: exact loss landscape and one-pass SGD dynamics of two-layer ReLU networks.
 
-Layers, lowest first: Gaussian kernels (:mod:`gaussian`, :mod:`fourpoint`) -> loss and ODE
-(:mod:`loss`, :mod:`ode`, :mod:`sgd`) -> critical points, Hessian, families -> catalogue,
-sweeps, CLI. Conventions are those of THEORY.md (normalised units ``u = w / sqrt(d)``,
-``L = 1/2 E[(f - f*)^2]``).
+Layers, lowest first: Gaussian kernels (:mod:`gaussian`, :mod:`orthant`, :mod:`fourpoint`)
+-> loss and ODE (:mod:`loss`, :mod:`ode`, :mod:`sgd`) -> critical points, Hessian, families
+-> catalogue, sweeps, CLI. Conventions are those of THEORY.md (normalised units
+``u = w / sqrt(d)``, ``L = 1/2 E[(f - f*)^2]``).
 """
 
 from .config import InitSpec, RunConfig, TeacherSpec
-from .fourpoint import finite_lr_expectation, orthant_probability_4, relu_four_point
+from .fourpoint import finite_lr_expectation, relu_four_point
 from .gaussian import relu_kernel, relu_on_hyperplane_density, step_step_probability
 from .initialisation import initial_overlaps, initial_weights, teacher_weights
 from .loss import (
@@ -24,6 +24,7 @@ from .loss import (
     population_loss,
 )
 from .ode import integrate_ode, ode_velocity, run_flow
+from .orthant import orthant_probability_4
 from .sgd import simulate_sgd
 from .teacher import (
     block_teacher,

@@ -5,7 +5,7 @@ evaluated at once. Notation: ``(u, v)`` is a centred Gaussian pair with variance
 and covariance ``c``; ``theta = arccos(c / sqrt(a b))``.
 
 The four-point term of the finite-learning-rate correction lives in
-:mod:`landscape.fourpoint`.
+:mod:`landscape.fourpoint` (orthant probabilities in :mod:`landscape.orthant`).
 """
 
 from __future__ import annotations

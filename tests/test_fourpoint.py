@@ -14,13 +14,8 @@ import pytest
 from scipy import special
 from scipy.stats import multivariate_normal
 
-from landscape.fourpoint import (
-    finite_lr_expectation,
-    orthant_probability_2,
-    orthant_probability_3,
-    orthant_probability_4,
-    relu_four_point,
-)
+from landscape.fourpoint import finite_lr_expectation, relu_four_point
+from landscape.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
 
 MC_SAMPLES = 2_000_000
 MC_SIGMAS = 5.0
