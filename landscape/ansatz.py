@@ -26,6 +26,7 @@ __all__ = [
     "ansatz_projector",
     "plateau_projector",
     "ansatz_starts",
+    "permutation_invariant",
 ]
 
 
@@ -89,6 +90,21 @@ def _paired_classes(K, M, blocks):
     return np.unique(keys.ravel(), return_inverse=True)[1]
 
 
+def permutation_invariant(T):
+    """True when the teacher overlaps are invariant under all permutations (equal norms and overlaps).
+
+    Parameters
+    ----------
+    T : ndarray, shape (M, M)
+
+    Returns
+    -------
+    bool
+    """
+    off = T[~np.eye(len(T), dtype=bool)]
+    return bool(np.ptp(np.diag(T)) <= 1e-12 and (off.size == 0 or np.ptp(off) <= 1e-12))
+
+
 def ansatz_projector(K, M, blocks, W_teacher, paired=True):
     """Projector onto the student weights fixed by a group of permutations (a symmetric ansatz).
 
@@ -132,8 +148,7 @@ def ansatz_projector(K, M, blocks, W_teacher, paired=True):
         return np.kron(_averaging(labels), np.eye(W_teacher.shape[1]))
     if W_teacher.shape != (M, M):
         raise ValueError(f"W_teacher must have shape ({M}, {M}) (students in the teacher span), got {W_teacher.shape}")
-    off = T[~np.eye(M, dtype=bool)]
-    if np.ptp(np.diag(T)) > 1e-12 or (off.size and np.ptp(off) > 1e-12):
+    if not permutation_invariant(T):
         raise ValueError("paired ansatzes need a teacher invariant under all permutations (equal norms and overlaps)")
     # W = C W_teacher row by row, so vec(W) = (I_K (x) W_teacher^T) vec(C) in row-major order.
     to_weights = np.kron(np.eye(K), W_teacher.T)
@@ -174,8 +189,7 @@ def plateau_projector(K, W_teacher):
     K = _check_positive("K", K, integer=True)
     M, n = W_teacher.shape
     T = validate_teacher(W_teacher @ W_teacher.T)
-    off = T[~np.eye(M, dtype=bool)]
-    if np.ptp(np.diag(T)) > 1e-12 or (off.size and np.ptp(off) > 1e-12):
+    if not permutation_invariant(T):
         raise ValueError("the plateau ansatz needs a teacher invariant under all permutations (equal norms and overlaps)")
     _, singular, right = np.linalg.svd(W_teacher)
     if np.sum(singular > 1e-12 * singular[0]) < M or n < M + K:

@@ -42,7 +42,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .ansatz import ansatz_starts, integer_partitions, plateau_projector
+from .ansatz import ansatz_starts, integer_partitions, permutation_invariant, plateau_projector
 from .batch_flow import EndReason
 from .catalogue_records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
 from .config import RunConfig
@@ -155,16 +155,11 @@ def _span_weights(config, starts, rng):
     return np.concatenate(pieces), teacher[:, :n]
 
 
-def _permutation_invariant(T):
-    off = T[~np.eye(len(T), dtype=bool)]
-    return np.ptp(np.diag(T)) <= 1e-12 and (off.size == 0 or np.ptp(off) <= 1e-12)
-
-
 def _ansatz_families(K, M, T):
     """(paired, blocks) of the ansatz search: the most symmetric paired ansatzes (these need a
     permutation-invariant teacher) and the least merged student-only ones (split-unit saddles)."""
     families = []
-    if _permutation_invariant(T) and np.linalg.matrix_rank(T) == M:
+    if permutation_invariant(T) and np.linalg.matrix_rank(T) == M:
         paired = [b for b in integer_partitions(min(K, M)) if max(b) > 1 or K - M >= 2]  # else no symmetry
         families += [(True, b) for b in paired[:_MAX_PARTITIONS]]
     merged = [b for b in integer_partitions(K) if max(b) > 1]
@@ -191,7 +186,8 @@ def _ansatz_search(config, W_teacher, rng, workers):
             padded = np.zeros((K, W_teacher.shape[1]))
             padded[:, : W.shape[1]] = W
             found.append(padded)
-    if _permutation_invariant(config.teacher_matrix()) and W_teacher.shape[1] >= M + K and np.linalg.matrix_rank(W_teacher) == M:
+    full_rank = np.linalg.matrix_rank(W_teacher) == M
+    if permutation_invariant(config.teacher_matrix()) and W_teacher.shape[1] >= M + K and full_rank:
         # The Saad-Solla plateau: students alike, none specialised (needs room outside the teacher span).
         projector = plateau_projector(K, W_teacher)
         starts = _project_starts(rng.standard_normal((_ANSATZ_PER_PARTITION, K, W_teacher.shape[1])), projector)

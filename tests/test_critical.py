@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from landscape.ansatz import ansatz_projector, ansatz_starts, integer_partitions
+from landscape.ansatz import ansatz_projector, ansatz_starts, integer_partitions, plateau_projector
 from landscape.batch_flow import EndReason, batch_gradient, flow_to_critical
 from landscape.critical import newton_polish, search_critical_points
 from landscape.fixed_points import ode_fixed_point, ode_residual
@@ -345,3 +345,24 @@ def test_symmetry_functions_reject_bad_input():
         same_orbit((np.eye(2), np.eye(2)), (np.eye(3), np.eye(3, 2)), np.eye(2))
     with pytest.raises(ValueError, match="tol"):
         orbit_size(np.eye(2), np.eye(2), np.eye(2), tol=0)
+
+
+def test_plateau_subspace_is_a_projection_kept_by_the_gradient(rng):
+    # Symmetric criticality needs the gradient at any point of the subspace to stay in it:
+    # checked on the exact weight-space gradient, independent of the projector's construction.
+    K, M = 3, 3
+    teacher = np.eye(M + K + 1)[:M]
+    projector = plateau_projector(K, teacher)
+    assert np.allclose(projector @ projector, projector) and np.allclose(projector, projector.T)
+    assert np.linalg.matrix_rank(projector) == 3
+    for _ in range(3):
+        W = (projector @ rng.standard_normal(projector.shape[0])).reshape(K, -1)
+        gradient = gradient_from_weights(W, teacher).ravel()
+        assert np.allclose(projector @ gradient, gradient, atol=1e-12)
+
+
+def test_plateau_projector_rejects_teachers_without_the_symmetry_or_room():
+    with pytest.raises(ValueError, match="invariant"):
+        plateau_projector(2, np.array([[1.0, 0.0, 0.0, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="n >= M \\+ K"):
+        plateau_projector(3, np.eye(4)[:2])
