@@ -64,19 +64,6 @@ from .initialisation import teacher_weights
 from .loss import gradient_from_weights
 from .symmetry import canonical_form, orbit_size
 
-# Re-exported: reachability of a catalogue lives in landscape.reachability (above this module).
-from .reachability import (
-    FAILED_LABEL,
-    GLOBAL_LABEL,
-    SADDLE_LABEL,
-    SPURIOUS_LABEL,
-    Reachability,
-    ReachabilityCurve,
-    reachability,
-    reachability_curve,
-    wilson_interval,
-)
-
 __all__ = [
     "REGIMES",
     "MAX_STARTS",
@@ -87,15 +74,6 @@ __all__ = [
     "CriticalPoint",
     "Catalogue",
     "build_catalogue",
-    "Reachability",
-    "reachability",
-    "ReachabilityCurve",
-    "reachability_curve",
-    "wilson_interval",
-    "GLOBAL_LABEL",
-    "SPURIOUS_LABEL",
-    "SADDLE_LABEL",
-    "FAILED_LABEL",
     "SMALL_SHARE",
     "POINT_TOL",
     "GLOBAL_LOSS",

@@ -353,7 +353,7 @@ class SweepStore:
 
         Returns
         -------
-        landscape.catalogue.ReachabilityCurve
+        landscape.reachability.ReachabilityCurve
 
         Raises
         ------

@@ -20,13 +20,11 @@ from landscape.catalogue import (
     CatalogueStatus,
     PointKind,
     build_catalogue,
-    reachability,
-    reachability_curve,
-    wilson_interval,
 )
 from landscape.config import InitSpec, RunConfig
 from landscape.hessian import embed_overlaps
 from landscape.loss import gradient_from_weights, loss_from_overlaps
+from landscape.reachability import reachability, reachability_curve, wilson_interval
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}

@@ -428,7 +428,8 @@ REAL = {"base": {"K": 2, "M": 2, "lr": 1.0, "eta2": False, "init": {"kind": "ran
 
 
 def test_stored_catalogues_equal_a_direct_computation_bit_for_bit(client, tmp_path):
-    from landscape.catalogue import Catalogue, build_catalogue, reachability, reachability_curve
+    from landscape.catalogue import Catalogue, build_catalogue
+    from landscape.reachability import reachability, reachability_curve
 
     spec = {**REAL, "grid": {"K": [2, 3], "init.scale": [0.5, 1.0]}, "starts": 3}
     result = run_sweep(spec, tmp_path / "store", client=client)
