@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from landscape.fourpoint_flow import CarriedFourPoint
 from landscape import InitSpec, RunConfig, initial_overlaps, integrate_ode, ode_velocity, run_flow, simulate_sgd
 
 
@@ -31,7 +32,12 @@ def _rhs_rows():
         for eta2 in (False, True):
             number = 200 if not eta2 else 3
             seconds = _best_time(lambda: ode_velocity(Q, R, T, 0.5, eta2=eta2), number=number)
-            rows.append((f"ODE right-hand side, K = M = {K}, eta2 {'on' if eta2 else 'off'}", f"{seconds * 1e3:.3f} ms"))
+            label = "on, four-point by quadrature" if eta2 else "off"
+            rows.append((f"ODE right-hand side, K = M = {K}, eta2 {label}", f"{seconds * 1e3:.3f} ms"))
+        carrier = CarriedFourPoint(K, K)
+        state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+        seconds = _best_time(lambda: carrier.velocity(Q, R, T, 0.5, 0.0, state), number=50 if K < 20 else 5)
+        rows.append((f"ODE right-hand side, K = M = {K}, eta2 on, four-point carried", f"{seconds * 1e3:.3f} ms"))
     return rows
 
 
@@ -57,11 +63,13 @@ def _ode_vs_sgd_rows(d=1000, horizons=(20.0, 200.0)):
         simulation = simulate_sgd(config, d=d, seed=0)
         sgd_seconds = time.perf_counter() - start
         rows.append((f"direct SGD, K = M = 4, d = {d}, t = {t_max:g} ({int(t_max * d)} steps)", f"{sgd_seconds:.2f} s"))
-        for eta2 in (False, True):
+        for eta2, four_point, label in ((False, "auto", "off"), (True, "carried", "on (carried, default)"),
+                                        (True, "quadrature", "on (quadrature)")):
             start = time.perf_counter()
-            integrate_ode(simulation.Q[0], simulation.R[0], config.teacher_matrix(), config.lr, t_max, eta2=eta2)
+            integrate_ode(simulation.Q[0], simulation.R[0], config.teacher_matrix(), config.lr, t_max, eta2=eta2,
+                          four_point=four_point)
             ode_seconds = time.perf_counter() - start
-            rows.append((f"ODE, eta2 {'on' if eta2 else 'off'}, same horizon (speed-up over SGD {sgd_seconds / ode_seconds:.0f}x)",
+            rows.append((f"ODE, eta2 {label}, same horizon (speed-up over SGD {sgd_seconds / ode_seconds:.0f}x)",
                          f"{ode_seconds:.3f} s"))
     return rows
 

@@ -332,5 +332,9 @@ def _finite_lr_expectation(Q, R, T, noise):
         alive = variance > _TINY
         sd = np.sqrt(np.where(alive, variance, 1.0))
         both = alive[:, None] & alive[None, :]
-        out += noise * np.where(both, _p2(Q / np.outer(sd, sd)), 0.0)
+        corr = Q / np.outer(sd, sd)
+        # Exactly 1 on the diagonal: asin is infinitely steep there, and a rounding error of
+        # one ulp in Q_kk / sd_k^2 would move P(lambda_k > 0) = 1/2 by ~1e-9.
+        np.fill_diagonal(corr, 1.0)
+        out += noise * np.where(both, _p2(corr), 0.0)
     return out

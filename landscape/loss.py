@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gaussian import pair_residual, relu_kernel, relu_on_hyperplane_density, step_step_probability
+from .gaussian import _TINY, pair_residual, relu_kernel, relu_on_hyperplane_density, step_step_probability
 from .teacher import validate_overlaps
 
 __all__ = [
@@ -162,6 +162,11 @@ def gradient_coefficients(Q, R, T, residuals=None):
 def gradient_flow_velocity(Q, R, T):
     """Time derivatives of ``(Q, R)`` under gradient flow ``du/dt = -grad L`` (batched).
 
+    The arithmetic of :func:`gradient_coefficients` followed by ``dQ = -(Gamma U^T + U Gamma^T)``,
+    ``dR = -Gamma U*^T`` (``Gamma`` the gradient rows), in the same order but on the joint
+    overlap matrix at once: the ODE calls this hundreds of times per run at small ``K, M``,
+    where numpy's per-call overhead, not the arithmetic, sets the cost.
+
     Parameters
     ----------
     Q : ndarray, shape (..., K, K)
@@ -173,13 +178,46 @@ def gradient_flow_velocity(Q, R, T):
     dQ : ndarray, shape (..., K, K)
     dR : ndarray, shape (..., K, M)
     """
-    coefficients = gradient_coefficients(Q, R, T)
-    alpha, beta = coefficients.student, coefficients.teacher
-    # grad_k . u_l = (alpha Q + beta R^T)_kl ; grad_k . u*_m = (alpha R + beta T)_km
-    gradient_dot_student = alpha @ Q + beta @ np.swapaxes(R, -1, -2)
-    dQ = -(gradient_dot_student + np.swapaxes(gradient_dot_student, -1, -2))
-    dR = -(alpha @ R + beta @ T)
-    return dQ, dR
+    Q, R, T = np.asarray(Q, dtype=float), np.asarray(R, dtype=float), np.asarray(T, dtype=float)
+    K, M = R.shape[-2:]
+    n = K + M
+    batch = Q.shape[:-2]
+    if R.shape[:-2] != batch:
+        batch = np.broadcast_shapes(batch, R.shape[:-2])
+    omega = np.empty(batch + (n, n))
+    omega[..., :K, :K] = Q
+    omega[..., :K, K:] = R
+    omega[..., K:, :K] = np.swapaxes(R, -1, -2)
+    omega[..., K:, K:] = T
+    # Strided view of the diagonal: cheaper than np.diagonal at this size.
+    variances = omega.reshape(batch + (n * n,))[..., :: n + 1]
+    rows = omega[..., :K, :]  # [Q | R]: each student against every unit
+    q = variances[..., :K]
+    # Every operation below rounds as gradient_coefficients does, step for step (the results
+    # agree bit for bit): near aligned units the residuals are square roots of cancellations,
+    # and one ulp there moves the ODE's end point by more than the tests allow.
+    residual = q[..., None] * variances[..., None, :]
+    residual -= rows * rows
+    np.maximum(residual, 0.0, out=residual)
+    np.sqrt(residual, out=residual)
+    fire = np.arctan2(residual, rows)
+    np.subtract(np.pi, fire, out=fire)
+    fire /= 2.0 * np.pi  # P(lambda_k > 0, lambda_j > 0) for students j < K, teachers j >= K
+    alive = variances > _TINY
+    if alive.all():
+        residual /= (2.0 * np.pi * q)[..., None]
+    else:
+        alive_q = alive[..., :K, None]
+        fire = np.where(alive_q & alive[..., None, :], fire, 0.0)
+        residual = np.where(alive_q, residual / (2.0 * np.pi * np.where(alive_q, q[..., None], 1.0)), 0.0)
+    kink = residual[..., :K].sum(axis=-1)
+    kink -= residual[..., K:].sum(axis=-1)
+    fire.reshape(batch + (K * n,))[..., :: n + 1] += kink  # fire[..., :K] is now alpha
+    # Row k: -grad_k . [u, u*] = -(alpha [Q | R] + beta [R^T | T]) with beta = -fire[..., K:].
+    velocity = fire[..., K:] @ omega[..., K:, :]
+    velocity -= fire[..., :K] @ rows
+    minus_gradient_dot_student = velocity[..., :K]
+    return minus_gradient_dot_student + np.swapaxes(minus_gradient_dot_student, -1, -2), velocity[..., K:]
 
 
 def gradient_norm_from_overlaps(Q, R, T):

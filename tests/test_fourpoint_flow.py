@@ -1,0 +1,181 @@
+"""The four-point term carried along the ODE (Price's theorem) against the exact quadrature."""
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from landscape.config import InitSpec, RunConfig
+from landscape.fourpoint import _relu4_distinct, finite_lr_expectation, relu_four_point
+from landscape.fourpoint_flow import (
+    CarriedFourPoint,
+    _correlations,
+    _pair_vector,
+    _quadruple_derivatives,
+    carried_four_point_applies,
+)
+from landscape.initialisation import initial_overlaps
+from landscape.ode import _Dynamics, integrate_ode
+from landscape.orthant import _orthant_probability_4
+from landscape.trajectory import FlowStatus
+
+QUADRUPLE = np.array([[0, 1, 2, 3]])
+
+
+def _random_correlation(rng, dim=6, near=None, gap=0.0):
+    vectors = rng.normal(size=(4, dim))
+    if near is not None:
+        a, b = near
+        vectors[b] = vectors[a] + gap * rng.normal(size=dim)
+    cov = vectors @ vectors.T
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def _overlaps(K, M, seed, dim=40):
+    rng = np.random.default_rng(seed)
+    W, W_teacher = rng.normal(size=(K, dim)) / np.sqrt(dim), rng.normal(size=(M, dim)) / np.sqrt(dim)
+    return W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_price_derivatives_match_finite_differences_of_the_quadrature(seed):
+    # Independent route: central differences of the path-integral quadrature in a random
+    # symmetric direction of correlation space.
+    rng = np.random.default_rng(seed)
+    corr = _random_correlation(rng)
+    direction = rng.normal(size=(4, 4))
+    direction = direction + direction.T
+    np.fill_diagonal(direction, 0.0)
+    h = 1e-5
+    p4 = _orthant_probability_4(corr[None])
+    d_p4, d_f = _quadruple_derivatives(_pair_vector(corr, QUADRUPLE, 1.0), _pair_vector(direction, QUADRUPLE, 0.0), p4)
+    shifted = np.stack([corr + h * direction, corr - h * direction])
+    f_plus, f_minus = _relu4_distinct(shifted)
+    p_plus, p_minus = _orthant_probability_4(shifted)
+    assert d_p4[0] == pytest.approx((p_plus - p_minus) / (2 * h), abs=1e-8)
+    assert d_f[0] == pytest.approx((f_plus - f_minus) / (2 * h), abs=1e-8)
+
+
+def test_price_derivatives_near_alignment():
+    # Two units 1e-2 apart (1 - rho ~ 1e-4): moving the underlying vectors keeps the matrices
+    # valid, so the finite differences stay meaningful.
+    rng = np.random.default_rng(7)
+    for pair in ((0, 1), (0, 2), (2, 3)):
+        vectors = rng.normal(size=(4, 6))
+        vectors[pair[1]] = vectors[pair[0]] + 1e-2 * rng.normal(size=6)
+        move = rng.normal(size=(4, 6))
+
+        def corr_at(s):
+            x = vectors + s * move
+            cov = x @ x.T
+            sd = np.sqrt(np.diag(cov))
+            c = cov / np.outer(sd, sd)
+            np.fill_diagonal(c, 1.0)
+            return c
+
+        h = 1e-7
+        corr = corr_at(0.0)
+        rate = (corr_at(h) - corr_at(-h)) / (2 * h)
+        p4 = _orthant_probability_4(corr[None])
+        d_p4, d_f = _quadruple_derivatives(_pair_vector(corr, QUADRUPLE, 1.0), _pair_vector(rate, QUADRUPLE, 0.0), p4)
+        ends = np.stack([corr_at(h), corr_at(-h)])
+        assert d_f[0] == pytest.approx(np.diff(_relu4_distinct(ends))[0] / (-2 * h), abs=1e-5)
+        assert d_p4[0] == pytest.approx(np.diff(_orthant_probability_4(ends))[0] / (-2 * h), abs=1e-5)
+
+
+@pytest.mark.parametrize("K, M, noise", [(2, 1, 0.0), (3, 3, 0.2), (4, 2, 0.0), (5, 5, 0.1)])
+def test_carried_expectation_equals_the_quadrature(K, M, noise):
+    # The carried state at its exact initial value plus the closed forms for repeated units must
+    # give the eta^2 expectation of finite_lr_expectation (itself checked against Monte Carlo).
+    Q, R, T = _overlaps(K, M, seed=K + M)
+    carrier = CarriedFourPoint(K, M)
+    omega = np.block([[Q, R], [R.T, T]])
+    sd, corr = _correlations(omega)
+    expectation = carrier.expectation(sd, corr, carrier.initial_state(omega), noise)
+    assert np.allclose(expectation, finite_lr_expectation(Q, R, T, noise), atol=1e-12, rtol=0)
+
+
+def test_repeated_unit_closed_forms_equal_relu_four_point():
+    Q, R, T = _overlaps(3, 2, seed=5)
+    omega = np.block([[Q, R], [R.T, T]])
+    carrier = CarriedFourPoint(3, 2)
+    quadruples = carrier._repeated_quadruples
+    sd, corr = _correlations(omega)
+    direct = relu_four_point(omega[quadruples[:, :, None], quadruples[:, None, :]])
+    assert np.allclose(carrier._repeated.values(corr, sd), direct, atol=1e-13, rtol=0)
+
+
+def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
+    # Integrate the augmented ODE, then recompute P4 and F at the final overlaps by quadrature:
+    # the Price derivatives, integrated, must reproduce them.
+    config = RunConfig(K=3, M=3, lr=0.6, t_max=15.0, init=InitSpec(d=500, seed=2, scale=0.7))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    dynamics = _Dynamics(Q0, R0, T, config.lr, True, 0.0, True, 1e6)
+    solution = solve_ivp(dynamics, (0.0, 15.0), dynamics.y0, method="DOP853", rtol=1e-10, atol=1e-13)
+    final = solution.y[:, -1]
+    Q, R = dynamics.unpack(final)
+    assert np.max(np.abs(R - R0)) > 0.1  # the overlaps did move
+    exact = dynamics.carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+    assert np.allclose(final[dynamics.n_overlaps :], exact, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("K, M, lr", [(3, 3, 0.5), (4, 2, 0.4)])
+def test_carried_and_quadrature_trajectories_agree(K, M, lr):
+    config = RunConfig(K=K, M=M, lr=lr, t_max=20.0, init=InitSpec(d=1000, seed=1, scale=0.5))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    carried = integrate_ode(Q0, R0, T, lr, 20.0, four_point="carried", rtol=1e-9, atol=1e-12)
+    quadrature = integrate_ode(Q0, R0, T, lr, 20.0, four_point="quadrature", rtol=1e-9, atol=1e-12)
+    assert carried.status is quadrature.status is FlowStatus.T_MAX
+    assert np.allclose(carried.Q, quadrature.Q, atol=1e-8)
+    assert np.allclose(carried.R, quadrature.R, atol=1e-8)
+
+
+def test_carried_flow_converges_onto_the_global_minimum():
+    # Units align with the teacher (1 - rho -> 0): the conditional quantities become 0/0 in the
+    # limit but the carried flow must still converge, like the quadrature flow.
+    T = np.eye(2)
+    Q = np.array([[1.1, 0.05], [0.05, 0.9]])
+    R = np.array([[1.0, 0.05], [0.02, 0.93]])
+    assert carried_four_point_applies(Q, R, T)
+    trajectory = integrate_ode(Q, R, T, 0.5, 5000.0, four_point="carried")
+    assert trajectory.status is FlowStatus.CONVERGED
+    assert trajectory.loss[-1] < 1e-12
+    assert np.allclose(trajectory.R[-1], T, atol=1e-5)
+
+
+def test_aligned_start_uses_the_quadrature():
+    # Student equal to the teacher: 0/0 derivatives, so "auto" takes the quadrature and "carried"
+    # says why it cannot.
+    T = np.array([[1.0, 0.3], [0.3, 1.2]])
+    assert not carried_four_point_applies(T, T, T)
+    trajectory = integrate_ode(T, T, T, 0.5, 10.0)
+    assert trajectory.status is FlowStatus.CONVERGED
+    with pytest.raises(ValueError, match="exactly aligned"):
+        integrate_ode(T, T, T, 0.5, 10.0, four_point="carried")
+
+
+def test_bad_four_point_method_is_named():
+    T = np.eye(2)
+    with pytest.raises(ValueError, match="four_point must be one of auto, carried, quadrature; got 'fast'"):
+        integrate_ode(0.5 * T, 0.1 * T, T, 0.5, 10.0, four_point="fast")
+
+
+def test_repeated_unit_closed_forms_merge_units_aligned_by_value():
+    # Regression: a flow converging onto the teacher rounds a student-teacher correlation to
+    # exactly 1. The closed forms, chosen from the labels alone, then divided by
+    # sqrt(1 - rho^2) = 0 and gave E[step(l_0)(f - y)^2] = -1/pi, which stalled the integrator.
+    rng = np.random.default_rng(11)
+    W_teacher = rng.normal(size=(2, 9)) / 3.0
+    W = np.vstack([W_teacher[0], rng.normal(size=9) / 3.0])
+    Q, R, T = W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
+    R[0, 1] += 1e-15  # rounding: the aligned pair's overlaps with a third unit differ by an ulp
+    omega = np.block([[Q, R], [R.T, T]])
+    carrier = CarriedFourPoint(2, 2)
+    sd, corr = _correlations(omega)
+    quadruples = carrier._repeated_quadruples
+    direct = relu_four_point(omega[quadruples[:, :, None], quadruples[:, None, :]])
+    assert np.allclose(carrier._repeated.values(corr, sd), direct, atol=1e-12, rtol=0)
