@@ -188,38 +188,55 @@ def _relu4_distinct(corr, labels=None):
     )
 
 
+# A merged class of duplicated variables is one variable x raised to the number of relus it
+# absorbed: step(x) -> power 0, relu(x) -> 1, relu(x)^2 -> 2 (step(x) relu(x) = relu(x)). What is
+# left, keyed by (distinct variables, squared relus), is elementary in the correlations of the
+# distinct variables taken in order of power; (1, 1) is E[relu(x)^2] = 1/2 for unit variance.
+_REDUCED_FORMS = {
+    (3, 0): _step_relu_relu,  # step(b) relu(c) relu(d)
+    (3, 1): _step_step_relu_squared,  # step(a) step(b) relu(c)^2
+    (2, 0): _relu_relu,  # relu(c) relu(d)
+    (2, 1): _step_relu_squared,  # step(a) relu(c)^2
+    (1, 1): None,
+}
+
+
+def _reduction(representative):
+    """Number of distinct variables (n,), of squared relus among them (n,), and the order (n, 4)
+    of the variables by power, merged ones last, given each role's class ``representative`` (n, 4)."""
+    members = representative[:, :, None] == np.arange(4)  # members[e, m, r]: m belongs to class r
+    power = np.einsum("emr,m->er", members, np.array([0, 0, 1, 1]))
+    distinct = representative == np.arange(4)
+    squared = np.sum(distinct & (power == 2), -1)
+    order, _ = _stable_order(np.where(distinct, power, 9))
+    return distinct.sum(-1), squared, order
+
+
+def _reduced_value(case, correlation):
+    """Value of the reduced form of ``case`` (a key of ``_REDUCED_FORMS``); ``correlation(a, b)``
+    gives the correlations of the ``a``-th and ``b``-th distinct variables."""
+    form = _REDUCED_FORMS[case]
+    if form is None:
+        return 0.5
+    if case[0] == 2:
+        return form(correlation(0, 1))
+    return form(correlation(0, 1), correlation(0, 2), correlation(1, 2))
+
+
 def _relu_four_point(cov, labels=None):
     """Unchecked :func:`relu_four_point` on a flat batch (n, 4, 4); see :func:`_relu4_distinct`."""
     sd, corr, dead = _standardise(cov)
     representative, opposite = _merge_duplicates(corr)
-    # A merged class is one variable x raised to the number of relus it absorbed:
-    # step(x) -> power 0, relu(x) -> 1, relu(x)^2 -> 2 (step(x) relu(x) = relu(x)).
-    members = representative[:, :, None] == np.arange(4)  # members[e, m, r]: m belongs to class r
-    power = np.einsum("emr,m->er", members, np.array([0, 0, 1, 1]))
-    distinct = representative == np.arange(4)
-    count = distinct.sum(-1)
-    squared = np.sum(distinct & (power == 2), -1)
-    order, _ = _stable_order(np.where(distinct, power, 9))  # by power, merged last
+    count, squared, order = _reduction(representative)
     live = ~opposite & ~np.any(dead, axis=-1)
     out = np.zeros(cov.shape[0])
-
-    def case(n_distinct, n_squared):
-        mask = live & (count == n_distinct) & (squared == n_squared)
-        return mask, corr[mask], order[mask]
-
-    mask, c, _ = case(4, 0)
+    mask = live & (count == 4)
     if np.any(mask):
-        out[mask] = _relu4_distinct(c, None if labels is None else labels[mask])
-    mask, c, o = case(3, 0)  # step(b) relu(c) relu(d)
-    out[mask] = _step_relu_relu(_gather(c, o, 0, 1), _gather(c, o, 0, 2), _gather(c, o, 1, 2))
-    mask, c, o = case(3, 1)  # step(a) step(b) relu(c)^2
-    out[mask] = _step_step_relu_squared(_gather(c, o, 0, 1), _gather(c, o, 0, 2), _gather(c, o, 1, 2))
-    mask, c, o = case(2, 0)  # relu(c) relu(d)
-    out[mask] = _relu_relu(_gather(c, o, 0, 1))
-    mask, c, o = case(2, 1)  # step(a) relu(c)^2
-    out[mask] = _step_relu_squared(_gather(c, o, 0, 1))
-    mask, _, _ = case(1, 1)  # relu(c)^2
-    out[mask] = 0.5
+        out[mask] = _relu4_distinct(corr[mask], None if labels is None else labels[mask])
+    for case in _REDUCED_FORMS:
+        mask = live & (count == case[0]) & (squared == case[1])
+        c, o = corr[mask], order[mask]
+        out[mask] = _reduced_value(case, lambda a, b: _gather(c, o, a, b))
     return np.maximum(out, 0.0) * sd[:, 2] * sd[:, 3]
 
 

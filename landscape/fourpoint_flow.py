@@ -36,16 +36,15 @@ from .fourpoint import (
     _TERM_J,
     _TERM_PARTNER,
     _TERM_TO_PAIR,
+    _REDUCED_FORMS,
+    _reduced_value,
+    _reduction,
     _relu4_distinct,
     _relu_four_point,
-    _relu_relu,
-    _step_relu_relu,
-    _step_relu_squared,
-    _step_step_relu_squared,
     _unit_quadruples,
 )
 from .loss import gradient_flow_velocity
-from .orthant import _PAIRS, _orthant_probability_4, _p2, _stable_order
+from .orthant import _PAIRS, _orthant_probability_4, _p2
 
 __all__ = []  # internal to the ODE
 
@@ -149,27 +148,13 @@ class _RepeatedUnits:
     or three distinct variables, scaled by ``sd_i sd_j``.
     """
 
-    # (distinct variables, squared relus) -> closed form of the correlations of the first
-    # distinct variables in order of power (steps, relus, squared relus).
-    _FORMS = {
-        (3, 0): _step_relu_relu, (3, 1): _step_step_relu_squared,
-        (2, 0): _relu_relu, (2, 1): _step_relu_squared, (1, 1): None,
-    }
-
     def __init__(self, quadruples):
         q = quadruples
         representative = np.argmax(q[:, :, None] == q[:, None, :], axis=-1)
-        members = representative[:, :, None] == np.arange(4)
-        power = np.einsum("emr,m->er", members, np.array([0, 0, 1, 1]))
-        distinct = representative == np.arange(4)
-        count = distinct.sum(-1)
-        squared = np.sum(distinct & (power == 2), -1)
-        order, _ = _stable_order(np.where(distinct, power, 9))
+        count, squared, order = _reduction(representative)
         labels = np.take_along_axis(q, order, axis=1)
-        self.cases = []
-        for (n_distinct, n_squared), form in self._FORMS.items():
-            rows = np.flatnonzero((count == n_distinct) & (squared == n_squared))
-            self.cases.append((rows, labels[rows, :n_distinct], form))
+        rows = {case: np.flatnonzero((count == case[0]) & (squared == case[1])) for case in _REDUCED_FORMS}
+        self.cases = [(case, rows[case], labels[rows[case]]) for case in _REDUCED_FORMS]
         self.relu_units = q[:, 2], q[:, 3]
         self.quadruples = q
         self.size = q.shape[0]
@@ -177,14 +162,8 @@ class _RepeatedUnits:
     def values(self, corr, sd):
         """Expectations (n,) for the unit correlation matrix ``corr`` and standard deviations ``sd``."""
         out = np.empty(self.size)
-        for rows, labels, form in self.cases:
-            if form is None:
-                out[rows] = 0.5
-            elif labels.shape[1] == 2:
-                out[rows] = form(corr[labels[:, 0], labels[:, 1]])
-            else:
-                a, b, c = labels.T
-                out[rows] = form(corr[a, b], corr[a, c], corr[b, c])
+        for case, rows, labels in self.cases:
+            out[rows] = _reduced_value(case, lambda a, b: corr[labels[:, a], labels[:, b]])
         out = np.maximum(out, 0.0) * sd[self.relu_units[0]] * sd[self.relu_units[1]]
         # Distinct units that rounding has made exactly (anti-)aligned (a flow converging onto
         # a teacher) are one variable: the general reduction merges them by value.
