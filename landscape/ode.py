@@ -12,6 +12,8 @@ from scipy.integrate import solve_ivp
 
 from .config import RunConfig
 from .fourpoint import _finite_lr_expectation
+from . import dop853
+from .compiled_flow import flow_model, velocity
 from .fourpoint_flow import CarriedFourPoint, carried_four_point_applies
 from .initialisation import initial_overlaps
 from .loss import gradient_flow_velocity, loss_from_overlaps
@@ -58,54 +60,42 @@ class _CarriedFailed(Exception):
 _FOUR_POINT_METHODS = ("auto", "carried", "quadrature")
 
 
-class _Dynamics:
-    """Right-hand side on the flat state ``(Q, R[, carried four-point state])``.
+class _QuadratureDynamics:
+    """Right-hand side on the flat state ``(Q, R)`` with the four-point term by quadrature.
 
-    Remembers its last evaluation: the convergence event asks for the velocity at the point where
-    the Runge-Kutta step has just evaluated it.
+    For :func:`scipy.integrate.solve_ivp`: the quadrature is numpy code that the compiled
+    integrator cannot call. Remembers its last evaluation: the convergence event asks for the
+    velocity at the point where the Runge-Kutta step has just evaluated it.
     """
 
-    def __init__(self, Q0, R0, T, lr, eta2, noise, carried, bound):
+    def __init__(self, Q0, R0, T, lr, noise, bound):
         self.K, self.M = R0.shape
-        self.T, self.lr, self.eta2, self.noise, self.bound = T, lr, eta2, noise, bound
+        self.T, self.lr, self.noise, self.bound = T, lr, noise, bound
         self.n_overlaps = self.K * (self.K + self.M)
-        parts = [Q0.ravel(), R0.ravel()]
-        self.carrier = None
-        if eta2 and carried:
-            self.carrier = CarriedFourPoint(self.K, self.M)
-            parts.append(self.carrier.initial_state(self._omega(Q0, R0)))
-        self.y0 = np.concatenate(parts)
+        self.y0 = np.concatenate([Q0.ravel(), R0.ravel()])
         self._last = (None, None)
 
-    def _omega(self, Q, R):
-        return np.block([[Q, R], [R.T, self.T]])
-
     def unpack(self, y):
-        K = self.K
-        Q = y[: K * K].reshape(K, K)
-        return 0.5 * (Q + Q.T), y[K * K : self.n_overlaps].reshape(K, self.M)
+        return _unpack(y, self.K, self.M)
 
     def __call__(self, _t, y):
         if self._last[0] is not None and np.array_equal(self._last[0], y):
             return self._last[1]
-        if not np.all(np.isfinite(y)) or np.max(np.abs(y[: self.n_overlaps])) > self.bound:
+        if not np.all(np.isfinite(y)) or np.max(np.abs(y)) > self.bound:
             # A trial stage left the range. NaN makes the solver reject the step and retry a
             # smaller one; divergence proper shows at accepted steps (event) or as a failed solve.
             return np.full_like(y, np.nan)
-        Q, R = self.unpack(y)
-        if self.carrier is None:
-            dQ, dR = ode_velocity(Q, R, self.T, self.lr, self.eta2, self.noise)
-            velocity = np.concatenate([dQ.ravel(), dR.ravel()])
-        else:
-            velocity = self._carried_velocity(Q, R, y[self.n_overlaps :])
+        dQ, dR = ode_velocity(*self.unpack(y), self.T, self.lr, True, self.noise)
+        velocity = np.concatenate([dQ.ravel(), dR.ravel()])
         self._last = (y.copy(), velocity)
         return velocity
 
-    def _carried_velocity(self, Q, R, state):
-        # Trial stages outside the overlaps of real vectors give NaN, which rejects the step.
-        with np.errstate(all="ignore"):
-            dQ, dR, d_state = self.carrier.velocity(Q, R, self.T, self.lr, self.noise, state)
-        return np.concatenate([dQ.ravel(), dR.ravel(), d_state])
+
+def _unpack(states, K, M):
+    """``Q`` (..., K, K), symmetrised, and ``R`` (..., K, M) from flat states (..., n)."""
+    Q = states[..., : K * K].reshape(states.shape[:-1] + (K, K))
+    R = states[..., K * K : K * (K + M)].reshape(states.shape[:-1] + (K, M))
+    return 0.5 * (Q + np.swapaxes(Q, -1, -2)), R
 
 
 def _time_grid(t_end, n_points):
@@ -194,25 +184,61 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     if atol is None:
         atol = 1e-9 if eta2 else 1e-11
     bound = DIVERGENCE_BOUND * max(1.0, float(np.max(np.diag(T))), float(np.max(np.diag(Q0))))
-    dynamics = _Dynamics(Q0, R0, T, lr, bool(eta2), noise, carried, bound)
-    n_overlaps = dynamics.n_overlaps
+    if eta2 and not carried:
+        return _integrate_quadrature(Q0, R0, T, lr, t_max, noise, tol, n_points, rtol, atol, bound)
+    K, M = R0.shape
+    n_overlaps = K * (K + M)
+    parts = [Q0.ravel(), R0.ravel()]
+    carrier = CarriedFourPoint(K, M) if carried else None
+    if carried:
+        parts.append(carrier.initial_state(np.block([[Q0, R0], [R0.T, T]])))
+    y0 = np.concatenate(parts)
+    model = flow_model(T, lr, noise, K, bound, carrier)
+    f0 = np.empty_like(y0)
+    velocity(y0, model, f0)
+    if np.linalg.norm(f0[:n_overlaps]) / lr <= tol:
+        return _trajectory(np.array([0.0]), y0[None, :], K, T, FlowStatus.CONVERGED, 0.0)
+    status, t_end, y_end, steps, n_steps, _ = dop853.integrate(
+        y0, float(t_max), float(rtol), float(atol), n_overlaps, float(lr), float(tol), bound, model
+    )
+    if status == dop853.STEP_TOO_SMALL:
+        if carried:
+            # The carried derivatives are 0/0 where a unit dies or two units coincide exactly:
+            # the solver stalls there. The quadrature decides what really happens.
+            raise _CarriedFailed
+        # The solver could not continue: the overlaps blew up between two accepted steps.
+        times = np.append(steps[0][:n_steps], t_end)
+        states = np.vstack([steps[2][:n_steps], y_end[None, :]])
+        return _trajectory(times, states, K, T, FlowStatus.DIVERGED, t_end)
+    flow_status = {
+        dop853.CONVERGED: FlowStatus.CONVERGED, dop853.DIVERGED: FlowStatus.DIVERGED,
+        dop853.REACHED_END: FlowStatus.T_MAX,
+    }[status]
+    times = _time_grid(t_end, n_points)
+    states = dop853.dense_values(times, steps, n_steps)
+    states[-1] = y_end
+    return _trajectory(times, states, K, T, flow_status, t_end)
+
+
+def _integrate_quadrature(Q0, R0, T, lr, t_max, noise, tol, n_points, rtol, atol, bound):
+    """:func:`_integrate` with the four-point term by quadrature, on :func:`scipy.integrate.solve_ivp`."""
+    dynamics = _QuadratureDynamics(Q0, R0, T, lr, noise, bound)
+    K = dynamics.K
 
     def speed(y):
-        return float(np.linalg.norm(dynamics(0.0, y)[:n_overlaps])) / lr
+        return float(np.linalg.norm(dynamics(0.0, y))) / lr
 
     def converged(_t, y):
         return np.log(speed(y) + 1e-300) - np.log(tol)
 
     def diverged(_t, y):
-        return np.max(np.abs(y[:n_overlaps])) - 0.5 * bound
+        return np.max(np.abs(y)) - 0.5 * bound
 
     converged.terminal, converged.direction = True, -1
     diverged.terminal, diverged.direction = True, 1
     y0 = dynamics.y0
-    unpack = dynamics.unpack
-
     if speed(y0) <= tol:
-        return _trajectory(np.array([0.0]), y0[None, :], unpack, T, FlowStatus.CONVERGED, 0.0)
+        return _trajectory(np.array([0.0]), y0[None, :], K, T, FlowStatus.CONVERGED, 0.0)
     try:
         solution = solve_ivp(
             dynamics, (0.0, float(t_max)), y0, method="DOP853", dense_output=True,
@@ -220,16 +246,12 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
         )
     except (FloatingPointError, OverflowError):
         solution = None
-    if carried and (solution is None or solution.status == -1):
-        # The carried derivatives are 0/0 where a unit dies or two units coincide exactly: the
-        # solver stalls there. The quadrature decides what really happens.
-        raise _CarriedFailed
     if solution is None or solution.status == -1:
         # The solver could not continue: the overlaps blew up between two accepted steps.
         t_last = 0.0 if solution is None else float(solution.t[-1])
         times = np.array([0.0]) if solution is None else solution.t
         states = y0[None, :] if solution is None else solution.y.T
-        return _trajectory(times, states, unpack, T, FlowStatus.DIVERGED, t_last)
+        return _trajectory(times, states, K, T, FlowStatus.DIVERGED, t_last)
     t_end = float(solution.t[-1])
     if solution.status == 1 and len(solution.t_events[1]):
         status = FlowStatus.DIVERGED
@@ -240,13 +262,11 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     times = _time_grid(t_end, n_points)
     states = solution.sol(times).T
     states[-1] = solution.y[:, -1]
-    return _trajectory(times, states, unpack, T, status, t_end)
+    return _trajectory(times, states, K, T, status, t_end)
 
 
-def _trajectory(times, states, unpack, T, status, t_end):
-    pairs = [unpack(y) for y in states]
-    Q = np.array([pair[0] for pair in pairs])
-    R = np.array([pair[1] for pair in pairs])
+def _trajectory(times, states, K, T, status, t_end):
+    Q, R = _unpack(np.asarray(states), K, T.shape[0])
     with np.errstate(all="ignore"):
         loss = loss_from_overlaps(Q, R, T)
     return Trajectory(

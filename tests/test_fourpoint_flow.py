@@ -14,7 +14,7 @@ from landscape.fourpoint_flow import (
     carried_four_point_applies,
 )
 from landscape.initialisation import initial_overlaps
-from landscape.ode import _Dynamics, integrate_ode
+from landscape.ode import integrate_ode
 from landscape.orthant import _orthant_probability_4
 from landscape.trajectory import FlowStatus
 
@@ -107,19 +107,36 @@ def test_repeated_unit_closed_forms_equal_relu_four_point():
     assert np.allclose(carrier._repeated.values(corr, sd), direct, atol=1e-13, rtol=0)
 
 
+def _numpy_carried_ode(carrier, T, lr):
+    """The augmented ODE on the flat state (Q, R, P4, F) from the numpy CarriedFourPoint."""
+    K, M = carrier.n_students, T.shape[0]
+    n_overlaps = K * (K + M)
+
+    def unpack(y):
+        Q = y[: K * K].reshape(K, K)
+        return 0.5 * (Q + Q.T), y[K * K : n_overlaps].reshape(K, M), y[n_overlaps:]
+
+    def rhs(_t, y):
+        dQ, dR, d_state = carrier.velocity(*unpack(y)[:2], T, lr, 0.0, unpack(y)[2])
+        return np.concatenate([dQ.ravel(), dR.ravel(), d_state])
+
+    return rhs, unpack
+
+
 def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
     # Integrate the augmented ODE, then recompute P4 and F at the final overlaps by quadrature:
     # the Price derivatives, integrated, must reproduce them.
     config = RunConfig(K=3, M=3, lr=0.6, t_max=15.0, init=InitSpec(d=500, seed=2, scale=0.7))
     Q0, R0 = initial_overlaps(config)
     T = config.teacher_matrix()
-    dynamics = _Dynamics(Q0, R0, T, config.lr, True, 0.0, True, 1e6)
-    solution = solve_ivp(dynamics, (0.0, 15.0), dynamics.y0, method="DOP853", rtol=1e-10, atol=1e-13)
-    final = solution.y[:, -1]
-    Q, R = dynamics.unpack(final)
+    carrier = CarriedFourPoint(3, 3)
+    rhs, unpack = _numpy_carried_ode(carrier, T, config.lr)
+    y0 = np.concatenate([Q0.ravel(), R0.ravel(), carrier.initial_state(np.block([[Q0, R0], [R0.T, T]]))])
+    solution = solve_ivp(rhs, (0.0, 15.0), y0, method="DOP853", rtol=1e-10, atol=1e-13)
+    Q, R, state = unpack(solution.y[:, -1])
     assert np.max(np.abs(R - R0)) > 0.1  # the overlaps did move
-    exact = dynamics.carrier.initial_state(np.block([[Q, R], [R.T, T]]))
-    assert np.allclose(final[dynamics.n_overlaps :], exact, atol=1e-9, rtol=0)
+    exact = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+    assert np.allclose(state, exact, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("K, M, lr", [(3, 3, 0.5), (4, 2, 0.4)])

@@ -1,0 +1,407 @@
+"""Compiled right-hand side of the summary-statistics ODE (numba).
+
+The ODE of :mod:`landscape.ode` needs a few hundred evaluations per trajectory on arrays of a few
+dozen entries: with numpy every evaluation is dozens of calls whose fixed cost, not arithmetic,
+sets the time. Here the same formulas run as compiled loops over the index pairs:
+
+- the gradient-flow velocity of :func:`landscape.loss.gradient_flow_velocity` (two-point
+  kernels, THEORY.md section 2), rounding as it does;
+- the ``eta^2`` term with the carried four-point state of :mod:`landscape.fourpoint_flow`
+  (Price's theorem derivatives per quadruple of distinct units, closed forms of
+  :mod:`landscape.fourpoint` for quadruples with a repeated unit).
+
+The numpy versions stay the reference: tests compare the two at random and nearly aligned
+points. One evaluation is described by a *model* tuple built by :func:`flow_model` and read by
+:func:`velocity`; the compiled integrator (:mod:`landscape.dop853`) calls :func:`velocity`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .fourpoint import _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
+from .fourpoint_flow import _DET_PAIR_FLOOR
+from .gaussian import _TINY
+from .orthant import _PAIRS
+
+__all__ = []  # internal to the ODE
+
+_TWO_PI = 2.0 * math.pi
+# Mixed Stein terms (pair, a, j, b, partner) of landscape.fourpoint._mixed_terms, one row each.
+_MIXED_TERMS = np.stack(
+    [np.argmax(_TERM_TO_PAIR, axis=1), _TERM_A, _TERM_J, _TERM_B, _TERM_PARTNER], axis=1
+).astype(np.int64)
+_PAIR_TABLE = _PAIRS.astype(np.int64)
+# Reduced forms by (distinct variables, squared relus), as in landscape.fourpoint._REDUCED_FORMS.
+_NO_FORM = -1
+
+_jit = njit(cache=True, error_model="numpy", fastmath=False)
+
+
+def flow_model(T, lr, noise, n_students, bound, carrier=None):
+    """The constants of one ODE run, as the tuple :func:`velocity` reads.
+
+    Parameters
+    ----------
+    T : ndarray, shape (M, M)
+    lr, noise : float
+    n_students : int
+    bound : float
+        Overlaps beyond this make :func:`velocity` return NaN (a trial stage out of range).
+    carrier : CarriedFourPoint, optional
+        Include the ``eta^2`` term with this carried four-point state; without it, gradient
+        flow times ``lr``.
+
+    Returns
+    -------
+    tuple
+        ``(T, lr, noise, K, carried, bound, quadruples, state_index, weight, reduced)``: the
+        quadruples ``(k, l, i, j)`` of the ``eta^2`` sum (``k <= l`` major, ``i <= j``), the row
+        of each in the carried state (-1 for quadruples with a repeated unit), the weight of each
+        ``(i, j)`` in ``(f - y)^2``, and per quadruple the reduction chosen from its labels
+        ``(distinct variables, squared relus, three unit labels in order of power)``.
+    """
+    T = np.ascontiguousarray(T, dtype=float)
+    n_units = n_students + T.shape[0]
+    carried = carrier is not None
+    if carried:
+        quadruples, _, (i, j) = _unit_quadruples(n_students, n_units)
+        distinct = carrier.distinct
+        state_index = np.full(quadruples.shape[0], -1, dtype=np.int64)
+        state_index[distinct] = np.arange(int(distinct.sum()))
+        sign = np.concatenate([np.ones(n_students), -np.ones(T.shape[0])])
+        weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]
+        reduced = np.zeros((quadruples.shape[0], 5), np.int64)
+        for (count, squared), rows, labels in carrier._repeated.cases:
+            where = np.flatnonzero(~distinct)[rows]
+            reduced[where, 0], reduced[where, 1] = count, squared
+            reduced[where, 2 : 2 + min(count, 3)] = labels[:, : min(count, 3)]
+    else:
+        quadruples, state_index, weight = np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0)
+        reduced = np.zeros((0, 5), np.int64)
+    return (
+        T, float(lr), float(noise), int(n_students), carried, float(bound),
+        np.ascontiguousarray(quadruples, dtype=np.int64), state_index, np.ascontiguousarray(weight), reduced,
+    )
+
+
+# ------------------------------------------------------------------------------ two-point part
+
+
+@_jit
+def _joint_overlaps(y, T, K):
+    """``Omega = [[Q, R], [R^T, T]]`` from the flat state ``(Q, R, ...)``, ``Q`` symmetrised."""
+    M = T.shape[0]
+    n = K + M
+    omega = np.empty((n, n))
+    for a in range(K):
+        for b in range(K):
+            omega[a, b] = 0.5 * (y[a * K + b] + y[b * K + a])
+        for m in range(M):
+            omega[a, K + m] = y[K * K + a * M + m]
+            omega[K + m, a] = omega[a, K + m]
+    for m in range(M):
+        for p in range(M):
+            omega[K + m, K + p] = T[m, p]
+    return omega
+
+
+@_jit
+def _gradient_flow_rows(omega, K):
+    """``-grad_k . [u, u*]`` for every student ``k`` (K, n) with ``lr = 1``.
+
+    The arithmetic of :func:`landscape.loss.gradient_flow_velocity`, term by term.
+    """
+    n = omega.shape[0]
+    fire = np.empty((K, n))
+    residual = np.empty((K, n))
+    for k in range(K):
+        q = omega[k, k]
+        for j in range(n):
+            r = q * omega[j, j] - omega[k, j] * omega[k, j]
+            r = math.sqrt(r) if r > 0.0 else 0.0
+            fire[k, j] = (math.pi - math.atan2(r, omega[k, j])) / _TWO_PI
+            alive = q > _TINY and omega[j, j] > _TINY
+            if not alive:
+                fire[k, j] = 0.0
+            residual[k, j] = r / (_TWO_PI * q) if q > _TINY else 0.0
+    for k in range(K):
+        kink = 0.0
+        for j in range(K):
+            kink += residual[k, j]
+        for j in range(K, n):
+            kink -= residual[k, j]
+        fire[k, k] += kink
+    rows = np.zeros((K, n))
+    for k in range(K):
+        for c in range(n):
+            teacher_part = 0.0
+            for m in range(K, n):
+                teacher_part += fire[k, m] * omega[m, c]
+            student_part = 0.0
+            for j in range(K):
+                student_part += fire[k, j] * omega[j, c]
+            rows[k, c] = teacher_part - student_part
+    return rows
+
+
+# ----------------------------------------------------------------------------- four-point part
+
+
+@_jit
+def _correlations(omega):
+    n = omega.shape[0]
+    sd = np.empty(n)
+    for a in range(n):
+        sd[a] = math.sqrt(omega[a, a])
+    corr = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            corr[a, b] = 1.0 if a == b else min(max(omega[a, b] / (sd[a] * sd[b]), -1.0), 1.0)
+    return sd, corr
+
+
+@_jit
+def _asin(r):
+    return math.asin(min(max(r, -1.0), 1.0))
+
+
+@_jit
+def _root(r):
+    """``sqrt(1 - r^2)`` without the cancellation near ``|r| = 1``."""
+    return math.sqrt(max((1.0 - r) * (1.0 + r), 0.0))
+
+
+@_jit
+def _p2(r):
+    return 0.25 + _asin(r) / _TWO_PI
+
+
+@_jit
+def _angle_tables(corr):
+    """``asin(rho)`` and ``sqrt(1 - rho^2)`` of every pair (n, n): the closed forms share them."""
+    n = corr.shape[0]
+    arcsin, root = np.empty((n, n)), np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            arcsin[a, b] = _asin(corr[a, b])
+            root[a, b] = _root(corr[a, b])
+    return arcsin, root
+
+
+@_jit
+def _facet_mean(x, y, z, corr, root):
+    """``4 pi E[delta(z) x 1{x > 0, y > 0}]`` for units ``x, y, z``; see
+    :func:`landscape.fourpoint._facet_mean`."""
+    return root[x, z] + (corr[x, y] - corr[x, z] * corr[y, z]) / max(root[y, z], 1e-300)
+
+
+@_jit
+def _reduced_form(count, squared, b, c, d, corr, arcsin, root):
+    """The closed forms of ``landscape.fourpoint._REDUCED_FORMS`` (unit variances) for the
+    distinct units ``b, c, d`` in order of power."""
+    if count == 3:
+        p3 = max(0.125 + (arcsin[b, c] + arcsin[b, d] + arcsin[c, d]) / (4.0 * math.pi), 0.0)
+        if squared == 0:  # step(b) relu(c) relu(d)
+            boundary = corr[b, c] * _facet_mean(d, c, b, corr, root) + _facet_mean(d, b, c, corr, root)
+            return corr[c, d] * p3 + boundary / (4.0 * math.pi)
+        # step(b) step(c) relu(d)^2
+        boundary = corr[b, d] * _facet_mean(d, c, b, corr, root) + corr[c, d] * _facet_mean(d, b, c, corr, root)
+        return p3 + boundary / (4.0 * math.pi)
+    if count == 2 and squared == 0:  # relu(b) relu(c)
+        return (root[b, c] + corr[b, c] * (0.5 * math.pi + arcsin[b, c])) / _TWO_PI
+    if count == 2:  # step(b) relu(c)^2
+        return 0.25 + arcsin[b, c] / _TWO_PI + corr[b, c] * root[b, c] / _TWO_PI
+    return 0.5  # relu(b)^2
+
+
+@_jit
+def _merged_value(labels, corr, arcsin, root, same, representative, power, order):
+    """``E[step step relu relu]`` of the unit-variance units ``labels`` (4,), merging by value.
+
+    The reduction of :func:`landscape.fourpoint._relu_four_point`: units that are the same, or
+    that rounding made exactly aligned (a flow converging onto a teacher), are one variable
+    raised to the number of relus it absorbs; exact opposites leave no orthant. The last four
+    arguments are work arrays (4, 4), (4,), (4,), (4,).
+    """
+    for r in range(4):
+        for s in range(4):
+            same[r, s] = corr[labels[r], labels[s]] >= 1.0
+            if corr[labels[r], labels[s]] <= -1.0:
+                return 0.0
+    for via in range(4):  # transitive closure
+        for r in range(4):
+            for s in range(4):
+                same[r, s] = same[r, s] or (same[r, via] and same[via, s])
+    for r in range(4):
+        representative[r] = r
+        for s in range(r - 1, -1, -1):
+            if same[r, s]:
+                representative[r] = s
+    power[:] = 0
+    for r in range(2, 4):
+        power[representative[r]] += 1
+    # Distinct variables in order of power (stable), as landscape.fourpoint._reduction orders them.
+    order[:] = 0
+    count = 0
+    squared = 0
+    for p in range(3):
+        for r in range(4):
+            if representative[r] == r and power[r] == p:
+                order[count] = labels[r]
+                count += 1
+                squared += p == 2
+    return _reduced_form(count, squared, order[0], order[1], order[2], corr, arcsin, root)
+
+
+@_jit
+def _pair_terms(r4, phi2_w, phi2_k):
+    """Write ``phi2 W`` and ``phi2 K`` (6,) of the six pairs of a quadruple; see
+    :func:`landscape.fourpoint_flow._pair_terms`."""
+    for p in range(6):
+        i, j, k, l = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1], _PAIR_TABLE[p, 2], _PAIR_TABLE[p, 3]
+        rho, r_ik, r_il, r_jk, r_jl, r_kl = r4[i, j], r4[i, k], r4[i, l], r4[j, k], r4[j, l], r4[k, l]
+        det_pair = (1.0 - rho) * (1.0 + rho)
+        p_jk = r_jk - rho * r_ik
+        p_jl = r_jl - rho * r_il
+        cross = det_pair * (r_kl - r_ik * r_il) - p_jl * p_jk
+        var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
+        var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
+        scale = math.sqrt(var_k * var_l)
+        r = min(max(cross / scale, -1.0), 1.0) if scale > 0.0 else 0.0
+        w = 0.25 + math.asin(r) / _TWO_PI
+        det_pair = max(det_pair, _DET_PAIR_FLOOR)
+        phi2 = 1.0 / (_TWO_PI * math.sqrt(det_pair))
+        kernel = math.sqrt(max(var_k * var_l - cross * cross, 0.0)) / _TWO_PI + cross * w
+        kernel = min(max(kernel / det_pair, 0.0), 0.5)
+        phi2_w[p] = phi2 * w
+        phi2_k[p] = phi2 * kernel
+
+
+@_jit
+def _quadruple_rates(q, corr, corr_rate, p4, r4, rate4, phi2_w, phi2_k):
+    """``dP4/dt`` and ``dF/dt`` of the quadruple ``q`` (4,) in role order (step, step, relu, relu);
+    the last four arguments are work arrays (4, 4), (4, 4), (6,), (6,)."""
+    for a in range(4):
+        for b in range(4):
+            r4[a, b] = 1.0 if a == b else corr[q[a], q[b]]
+            rate4[a, b] = 0.0 if a == b else corr_rate[q[a], q[b]]
+    _pair_terms(r4, phi2_w, phi2_k)
+    d_p4 = 0.0
+    for p in range(6):
+        d_p4 += phi2_w[p] * rate4[_PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1]]
+    mixed = 0.0
+    for t in range(_MIXED_TERMS.shape[0]):
+        pair, a, j, b, partner = _MIXED_TERMS[t, 0], _MIXED_TERMS[t, 1], _MIXED_TERMS[t, 2], _MIXED_TERMS[t, 3], _MIXED_TERMS[t, 4]
+        mixed += rate4[a, b] * (r4[partner, j] - r4[partner, a] * r4[a, j]) * phi2_w[pair]
+    # Pair 0 of _PAIRS is the step pair (0, 1), pair 5 the relu pair (2, 3).
+    return d_p4, p4 * rate4[2, 3] + phi2_k[0] * rate4[0, 1] + mixed
+
+
+@_jit
+def _any_exactly_aligned(corr):
+    n = corr.shape[0]
+    for a in range(n):
+        for b in range(a):
+            if abs(corr[a, b]) >= 1.0:
+                return True
+    return False
+
+
+@_jit
+def _finite_lr_term(sd, corr, state, K, noise, quadruples, state_index, weight, reduced):
+    """The ``eta^2`` expectation (K, K) from the carried state and the closed forms."""
+    n_pairs = weight.size
+    half = state.size // 2
+    arcsin, root = _angle_tables(corr)
+    # Rounding can make two distinct units exactly aligned: then the reductions chosen from the
+    # labels divide by sqrt(1 - rho^2) = 0, and the units are merged by value instead.
+    by_value = _any_exactly_aligned(corr)
+    same, representative = np.empty((4, 4), np.bool_), np.empty(4, np.int64)
+    power, order = np.empty(4, np.int64), np.empty(4, np.int64)
+    out = np.zeros((K, K))
+    for row in range(quadruples.shape[0]):
+        q = quadruples[row]
+        index = state_index[row]
+        if index >= 0:
+            value = state[half + index]
+        elif by_value:
+            value = _merged_value(q, corr, arcsin, root, same, representative, power, order)
+        else:
+            f = reduced[row]
+            value = _reduced_form(f[0], f[1], f[2], f[3], f[4], corr, arcsin, root)
+        out[q[0], q[1]] += weight[row % n_pairs] * max(value, 0.0) * sd[q[2]] * sd[q[3]]
+    for k in range(K):
+        for l in range(k):
+            out[k, l] = out[l, k]
+    if noise > 0:
+        for k in range(K):
+            for l in range(K):
+                out[k, l] += noise * (0.25 + arcsin[k, l] / _TWO_PI)
+    return out
+
+
+# -------------------------------------------------------------------------------- full ODE
+
+
+@_jit
+def velocity(y, model, out):
+    """Write ``dy/dt`` of the flat state ``y = (Q, R[, P4, F])`` into ``out``.
+
+    NaN everywhere when ``y`` is not finite or beyond the model's bound: a Runge-Kutta trial
+    stage out of range, which the integrator rejects.
+    """
+    T, lr, noise, K, carried, bound, quadruples, state_index, weight, reduced = model
+    M = T.shape[0]
+    n_overlaps = K * (K + M)
+    for a in range(y.size):
+        if not math.isfinite(y[a]) or (a < n_overlaps and abs(y[a]) > bound):
+            out[:] = np.nan
+            return
+    omega = _joint_overlaps(y, T, K)
+    rows = _gradient_flow_rows(omega, K)
+    rate = np.zeros_like(omega)
+    for k in range(K):
+        for l in range(K):
+            rate[k, l] = lr * (rows[k, l] + rows[l, k])
+        for m in range(M):
+            rate[k, K + m] = lr * rows[k, K + m]
+    if carried:
+        sd, corr = _correlations(omega)
+        state = y[n_overlaps:]
+        term = _finite_lr_term(sd, corr, state, K, noise, quadruples, state_index, weight, reduced)
+        for k in range(K):
+            for l in range(K):
+                rate[k, l] += lr * lr * term[k, l]
+    for k in range(K):
+        for l in range(K):
+            out[k * K + l] = rate[k, l]
+        for m in range(M):
+            out[K * K + k * M + m] = rate[k, K + m]
+            rate[K + m, k] = rate[k, K + m]
+    if carried:
+        _carried_rates(sd, corr, rate, y[n_overlaps:], quadruples, state_index, out[n_overlaps:])
+
+
+@_jit
+def _carried_rates(sd, corr, rate, state, quadruples, state_index, out):
+    """Time derivatives of the carried ``(P4, F)`` from those of the overlaps ``rate`` (n, n)."""
+    n = sd.size
+    # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
+    corr_rate = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            relative_a = rate[a, a] / (2.0 * sd[a] * sd[a])
+            relative_b = rate[b, b] / (2.0 * sd[b] * sd[b])
+            corr_rate[a, b] = rate[a, b] / (sd[a] * sd[b]) - corr[a, b] * (relative_a + relative_b)
+    half = state.size // 2
+    r4, rate4, phi2_w, phi2_k = np.empty((4, 4)), np.empty((4, 4)), np.empty(6), np.empty(6)
+    for row in range(quadruples.shape[0]):
+        index = state_index[row]
+        if index >= 0:
+            d_p4, d_f = _quadruple_rates(quadruples[row], corr, corr_rate, state[index], r4, rate4, phi2_w, phi2_k)
+            out[index] = d_p4
+            out[half + index] = d_f

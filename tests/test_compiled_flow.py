@@ -1,0 +1,168 @@
+"""The compiled ODE (numba right-hand side and DOP853 loop) against numpy, quadrature and solve_ivp."""
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from landscape import dop853
+from landscape.compiled_flow import flow_model, velocity
+from landscape.config import InitSpec, RunConfig
+from landscape.fourpoint import finite_lr_expectation
+from landscape.fourpoint_flow import CarriedFourPoint
+from landscape.initialisation import initial_overlaps
+from landscape.ode import integrate_ode, ode_velocity
+from landscape.trajectory import FlowStatus
+
+
+def _overlaps(K, M, seed, dim=40, aligned=None, gap=0.0):
+    rng = np.random.default_rng(seed)
+    W, W_teacher = rng.normal(size=(K, dim)) / np.sqrt(dim), rng.normal(size=(M, dim)) / np.sqrt(dim)
+    if aligned is not None:  # student k close to teacher m
+        k, m = aligned
+        W[k] = W_teacher[m] + gap * rng.normal(size=dim)
+    return W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
+
+
+def _compiled(Q, R, T, lr, noise=0.0, carrier=None, state=None):
+    y = np.concatenate([Q.ravel(), R.ravel()] + ([] if state is None else [state]))
+    out = np.empty_like(y)
+    velocity(y, flow_model(T, lr, noise, Q.shape[0], 1e6, carrier), out)
+    return out
+
+
+@pytest.mark.parametrize("K, M, seed", [(1, 1, 0), (3, 5, 1), (6, 2, 2), (10, 10, 3)])
+def test_gradient_flow_velocity_equals_numpy(K, M, seed):
+    Q, R, T = _overlaps(K, M, seed)
+    dQ, dR = ode_velocity(Q, R, T, 0.7, eta2=False)
+    assert np.allclose(_compiled(Q, R, T, 0.7), np.concatenate([dQ.ravel(), dR.ravel()]), atol=1e-15, rtol=1e-13)
+
+
+def test_gradient_flow_velocity_with_a_dead_student_equals_numpy():
+    Q, R, T = _overlaps(3, 2, seed=4)
+    Q[1, :] = Q[:, 1] = 0.0
+    R[1, :] = 0.0
+    dQ, dR = ode_velocity(Q, R, T, 0.5, eta2=False)
+    assert np.allclose(_compiled(Q, R, T, 0.5), np.concatenate([dQ.ravel(), dR.ravel()]), atol=1e-15, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "K, M, noise, aligned, gap",
+    [(3, 2, 0.0, None, 0.0), (4, 4, 0.3, None, 0.0), (2, 5, 0.1, None, 0.0), (3, 3, 0.0, (0, 1), 1e-6)],
+)
+def test_carried_velocity_equals_numpy(K, M, noise, aligned, gap):
+    Q, R, T = _overlaps(K, M, seed=5, aligned=aligned, gap=gap)
+    carrier = CarriedFourPoint(K, M)
+    state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+    dQ, dR, d_state = carrier.velocity(Q, R, T, 0.6, noise, state)
+    reference = np.concatenate([dQ.ravel(), dR.ravel(), d_state])
+    compiled = _compiled(Q, R, T, 0.6, noise, carrier, state)
+    assert np.allclose(compiled, reference, atol=1e-13, rtol=1e-11)
+
+
+@pytest.mark.parametrize("aligned", [None, (1, 0)])
+def test_eta2_term_from_exact_state_equals_the_quadrature(aligned):
+    # The compiled closed forms for quadruples with a repeated unit and the carried values for
+    # the others, against finite_lr_expectation (path-integral quadrature of every quadruple).
+    K, M, lr, noise = 3, 3, 0.5, 0.2
+    Q, R, T = _overlaps(K, M, seed=6, aligned=aligned, gap=1e-3)
+    carrier = CarriedFourPoint(K, M)
+    state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+    with_term = _compiled(Q, R, T, lr, noise, carrier, state)[: K * K].reshape(K, K)
+    without = _compiled(Q, R, T, lr)[: K * K].reshape(K, K)
+    expected = finite_lr_expectation(Q, R, T, noise)
+    assert np.allclose((with_term - without) / lr**2, expected, atol=1e-12, rtol=0)
+
+
+def test_units_aligned_by_rounding_are_merged_by_value():
+    # Regression (numpy version fixed earlier, compiled version must follow): a student equal to a
+    # teacher up to rounding has correlation exactly 1, and the label-chosen closed forms divided
+    # by sqrt(1 - rho^2) = 0. They must be merged by value and agree with the quadrature.
+    rng = np.random.default_rng(11)
+    W_teacher = rng.normal(size=(2, 9)) / 3.0
+    W = np.vstack([W_teacher[0], rng.normal(size=9) / 3.0])
+    Q, R, T = W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
+    R[0, 1] += 1e-15
+    carrier = CarriedFourPoint(2, 2)
+    # The carried state is irrelevant here: only quadruples with a repeated unit touch the
+    # aligned pair (0, student) ~ (2, teacher 0) in the sum, plus carried ones given exactly.
+    state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
+    with_term = _compiled(Q, R, T, 1.0, 0.0, carrier, state)[:4].reshape(2, 2)
+    without = _compiled(Q, R, T, 1.0)[:4].reshape(2, 2)
+    assert np.all(np.isfinite(with_term))
+    assert np.allclose(with_term - without, finite_lr_expectation(Q, R, T), atol=1e-10, rtol=0)
+
+
+def test_out_of_range_state_gives_nan():
+    Q, R, T = _overlaps(2, 2, seed=7)
+    model = flow_model(T, 0.5, 0.0, 2, 10.0)
+    out = np.empty(8)
+    for bad in (np.nan, 11.0):
+        y = np.concatenate([Q.ravel(), R.ravel()])
+        y[5] = bad
+        velocity(y, model, out)
+        assert np.all(np.isnan(out))
+
+
+def _reference_solution(y0, model, t_max, rtol, atol):
+    def rhs(_t, y):
+        out = np.empty_like(y)
+        velocity(y, model, out)
+        return out
+
+    return solve_ivp(rhs, (0.0, t_max), y0, method="DOP853", rtol=rtol, atol=atol, dense_output=True)
+
+
+@pytest.mark.parametrize("carried", [False, True])
+def test_compiled_dop853_follows_solve_ivp(carried):
+    # Same method, coefficients and step-size control as scipy's DOP853. The step sizes come from
+    # error estimates that are small differences of the stages, so rounding moves them by ~1e-5
+    # relative; the solutions, both within the tolerances, agree far more closely.
+    config = RunConfig(K=3, M=3, lr=0.5, init=InitSpec(d=500, seed=1, scale=0.6))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    carrier = CarriedFourPoint(3, 3) if carried else None
+    parts = [Q0.ravel(), R0.ravel()]
+    if carried:
+        parts.append(carrier.initial_state(np.block([[Q0, R0], [R0.T, T]])))
+    y0 = np.concatenate(parts)
+    model = flow_model(T, 0.5, 0.0, 3, 1e6, carrier)
+    rtol, atol, t_max = 1e-8, 1e-11, 30.0
+    status, t_end, y_end, steps, n_steps, _ = dop853.integrate(y0, t_max, rtol, atol, 18, 0.5, 1e-14, 1e6, model)
+    reference = _reference_solution(y0, model, t_max, rtol, atol)
+    assert status == dop853.REACHED_END and t_end == t_max
+    assert n_steps == reference.t.size - 1
+    assert np.allclose(steps[0][:n_steps], reference.t[:-1], rtol=1e-3, atol=0)
+    times = np.linspace(0.0, t_max, 97)
+    assert np.allclose(dop853.dense_values(times, steps, n_steps), reference.sol(times).T, atol=1e-10, rtol=0)
+    assert np.allclose(y_end, reference.y[:, -1], atol=1e-10, rtol=0)
+
+
+def test_convergence_event_time_matches_solve_ivp():
+    T = np.eye(2)
+    Q0 = np.array([[1.1, 0.05], [0.05, 0.9]])
+    R0 = np.array([[1.0, 0.05], [0.02, 0.93]])
+    tol = 1e-6
+    trajectory = integrate_ode(Q0, R0, T, 0.5, 1e4, eta2=False, tol=tol)
+    assert trajectory.status is FlowStatus.CONVERGED
+    model = flow_model(T, 0.5, 0.0, 2, 1e6)
+
+    def speed(_t, y):
+        out = np.empty_like(y)
+        velocity(y, model, out)
+        return np.log(np.linalg.norm(out) / 0.5 + 1e-300) - np.log(tol)
+
+    speed.terminal, speed.direction = True, -1
+
+    def rhs(_t, y):
+        out = np.empty_like(y)
+        velocity(y, model, out)
+        return out
+
+    y0 = np.concatenate([Q0.ravel(), R0.ravel()])
+    reference = solve_ivp(rhs, (0.0, 1e4), y0, method="DOP853", rtol=1e-8, atol=1e-11, events=speed)
+    assert reference.status == 1
+    # The speed decays like exp(-t / 22) here: the 1e-11 state tolerance moves the crossing by ~1e-3.
+    assert trajectory.t[-1] == pytest.approx(reference.t_events[0][0], rel=1e-4)
+    # At the event the speed is the tolerance.
+    dQ, dR = ode_velocity(trajectory.Q[-1], trajectory.R[-1], T, 0.5, eta2=False)
+    assert np.hypot(np.linalg.norm(dQ), np.linalg.norm(dR)) / 0.5 == pytest.approx(tol, rel=1e-6)
