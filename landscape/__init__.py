@@ -23,7 +23,7 @@ from .loss import (
     overlaps_from_weights,
     population_loss,
 )
-from .ode import integrate_ode, ode_velocity, run_flow
+from .ode import compile_ode, integrate_ode, ode_velocity, run_flow
 from .orthant import orthant_probability_4
 from .sgd import simulate_sgd
 from .teacher import (
@@ -74,6 +74,7 @@ __all__ = [
     "loss_gradient_norm",
     "overlaps_from_weights",
     "population_loss",
+    "compile_ode",
     "integrate_ode",
     "ode_velocity",
     "run_flow",

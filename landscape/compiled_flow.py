@@ -17,13 +17,14 @@ points. One evaluation is described by a *model* tuple built by :func:`flow_mode
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import njit
 
-from .fourpoint import _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
-from .fourpoint_flow import _DET_PAIR_FLOOR
+from .fourpoint import _PAIR_INDEX, _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
+from .fourpoint_flow import _DET_PAIR_FLOOR, carried_four_point
 from .gaussian import _TINY
 from .orthant import _PAIRS
 
@@ -41,7 +42,7 @@ _NO_FORM = -1
 _jit = njit(cache=True, error_model="numpy", fastmath=False)
 
 
-def flow_model(T, lr, noise, n_students, bound, carrier=None):
+def flow_model(T, lr, noise, n_students, bound, carried=False):
     """The constants of one ODE run, as the tuple :func:`velocity` reads.
 
     Parameters
@@ -51,41 +52,72 @@ def flow_model(T, lr, noise, n_students, bound, carrier=None):
     n_students : int
     bound : float
         Overlaps beyond this make :func:`velocity` return NaN (a trial stage out of range).
-    carrier : CarriedFourPoint, optional
-        Include the ``eta^2`` term with this carried four-point state; without it, gradient
-        flow times ``lr``.
+    carried : bool
+        Include the ``eta^2`` term with the carried four-point state of
+        :class:`landscape.fourpoint_flow.CarriedFourPoint` (layout ``(P4, F)``); without it,
+        gradient flow times ``lr``.
 
     Returns
     -------
     tuple
-        ``(T, lr, noise, K, carried, bound, quadruples, state_index, weight, reduced)``: the
-        quadruples ``(k, l, i, j)`` of the ``eta^2`` sum (``k <= l`` major, ``i <= j``), the row
-        of each in the carried state (-1 for quadruples with a repeated unit), the weight of each
-        ``(i, j)`` in ``(f - y)^2``, and per quadruple the reduction chosen from its labels
-        ``(distinct variables, squared relus, three unit labels in order of power)``.
+        ``(T, lr, noise, K, carried, bound, tables)`` with the index tables of
+        :func:`_carried_tables` (empty without ``carried``).
     """
     T = np.ascontiguousarray(T, dtype=float)
-    n_units = n_students + T.shape[0]
-    carried = carrier is not None
-    if carried:
-        quadruples, _, (i, j) = _unit_quadruples(n_students, n_units)
-        distinct = carrier.distinct
-        state_index = np.full(quadruples.shape[0], -1, dtype=np.int64)
-        state_index[distinct] = np.arange(int(distinct.sum()))
-        sign = np.concatenate([np.ones(n_students), -np.ones(T.shape[0])])
-        weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]
-        reduced = np.zeros((quadruples.shape[0], 5), np.int64)
-        for (count, squared), rows, labels in carrier._repeated.cases:
-            where = np.flatnonzero(~distinct)[rows]
-            reduced[where, 0], reduced[where, 1] = count, squared
-            reduced[where, 2 : 2 + min(count, 3)] = labels[:, : min(count, 3)]
-    else:
-        quadruples, state_index, weight = np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0)
-        reduced = np.zeros((0, 5), np.int64)
-    return (
-        T, float(lr), float(noise), int(n_students), carried, float(bound),
-        np.ascontiguousarray(quadruples, dtype=np.int64), state_index, np.ascontiguousarray(weight), reduced,
-    )
+    tables = _carried_tables(n_students, T.shape[0]) if carried else _NO_TABLES
+    return T, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables
+
+
+def _read_only(tables):
+    # One array type for the tables with and without the eta^2 term (numba compiles writable and
+    # read-only arrays separately, and each compilation of the ODE takes tens of seconds).
+    for table in tables:
+        table.setflags(write=False)
+    return tables
+
+
+_NO_TABLES = _read_only((
+    np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 5), np.int64),
+    np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.int64),
+))
+
+
+@functools.lru_cache(maxsize=64)
+def _carried_tables(n_students, n_teachers):
+    """Index tables of the ``eta^2`` sum for ``K`` students and ``M`` teachers (read-only).
+
+    ``quadruples`` (n, 4): ``(k, l, i, j)``, ``k <= l`` major, ``i <= j``; ``state_index`` (n,):
+    the row of each in the carried state, -1 for quadruples with a repeated unit; ``weight``
+    (n_ij,): the weight of ``(i, j)`` in ``(f - y)^2``; ``forms`` (n_forms, 5): the reductions
+    chosen from the labels (distinct variables, squared relus, three unit labels in order of
+    power) and ``form_of`` (n,): the form of each quadruple with a repeated unit, -1 otherwise;
+    ``sets`` (n_sets, 4): the sets of four distinct units, sorted; ``set_of`` (n_carried,): the
+    set of each carried quadruple; ``pair_map`` (n_carried, 6): the set's pair for each pair of
+    roles (``_PAIRS`` order).
+    """
+    carrier = carried_four_point(n_students, n_teachers)
+    quadruples, _, (i, j) = _unit_quadruples(n_students, n_students + n_teachers)
+    distinct = carrier.distinct
+    state_index = np.full(quadruples.shape[0], -1, dtype=np.int64)
+    state_index[distinct] = np.arange(int(distinct.sum()))
+    sign = np.concatenate([np.ones(n_students), -np.ones(n_teachers)])
+    weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]
+    reduced = np.zeros((quadruples.shape[0], 5), np.int64)
+    for (count, squared), rows, labels in carrier._repeated.cases:
+        where = np.flatnonzero(~distinct)[rows]
+        reduced[where, 0], reduced[where, 1] = count, squared
+        reduced[where, 2 : 2 + min(count, 3)] = labels[:, : min(count, 3)]
+    # Quadruples that reduce to the same form share one evaluation; sorted by case, the
+    # evaluation loop branches predictably.
+    forms, repeated_form = np.unique(reduced[~distinct], axis=0, return_inverse=True)
+    form_of = np.full(quadruples.shape[0], -1, dtype=np.int64)
+    form_of[~distinct] = repeated_form.reshape(-1)
+    carried = carrier.carried
+    sets, set_of = np.unique(np.sort(carried, axis=1), axis=0, return_inverse=True)
+    position = np.argsort(np.argsort(carried, axis=1), axis=1)  # rank of each role's unit in its set
+    pair_map = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]
+    tables = (quadruples, state_index, weight, forms, form_of, sets, set_of.reshape(-1), pair_map)
+    return _read_only(tuple(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
 
 
 # ------------------------------------------------------------------------------ two-point part
@@ -282,23 +314,37 @@ def _pair_terms(r4, phi2_w, phi2_k):
 
 
 @_jit
-def _quadruple_rates(q, corr, corr_rate, p4, r4, rate4, phi2_w, phi2_k):
-    """``dP4/dt`` and ``dF/dt`` of the quadruple ``q`` (4,) in role order (step, step, relu, relu);
-    the last four arguments are work arrays (4, 4), (4, 4), (6,), (6,)."""
+def _set_terms(sets, corr, corr_rate):
+    """``phi2 W``, ``phi2 K`` (n_sets, 6) and ``dP4/dt`` (n_sets,) of every set of four distinct
+    units (sorted labels, pairs in the order of ``_PAIRS``): they do not depend on the roles."""
+    n_sets = sets.shape[0]
+    phi2_w, phi2_k, d_p4 = np.empty((n_sets, 6)), np.empty((n_sets, 6)), np.zeros(n_sets)
+    r4 = np.empty((4, 4))
+    for s in range(n_sets):
+        units = sets[s]
+        for a in range(4):
+            for b in range(4):
+                r4[a, b] = 1.0 if a == b else corr[units[a], units[b]]
+        _pair_terms(r4, phi2_w[s], phi2_k[s])
+        for p in range(6):
+            d_p4[s] += phi2_w[s, p] * corr_rate[units[_PAIR_TABLE[p, 0]], units[_PAIR_TABLE[p, 1]]]
+    return phi2_w, phi2_k, d_p4
+
+
+@_jit
+def _relu_rate(q, corr, corr_rate, p4, phi2_w, phi2_k, r4, rate4):
+    """``dF/dt`` of the quadruple ``q`` (4,) in role order (step, step, relu, relu), given the
+    ``phi2 W`` and ``phi2 K`` (6,) of its pairs in role order; ``r4``, ``rate4`` are work arrays."""
     for a in range(4):
         for b in range(4):
             r4[a, b] = 1.0 if a == b else corr[q[a], q[b]]
             rate4[a, b] = 0.0 if a == b else corr_rate[q[a], q[b]]
-    _pair_terms(r4, phi2_w, phi2_k)
-    d_p4 = 0.0
-    for p in range(6):
-        d_p4 += phi2_w[p] * rate4[_PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1]]
     mixed = 0.0
     for t in range(_MIXED_TERMS.shape[0]):
         pair, a, j, b, partner = _MIXED_TERMS[t, 0], _MIXED_TERMS[t, 1], _MIXED_TERMS[t, 2], _MIXED_TERMS[t, 3], _MIXED_TERMS[t, 4]
         mixed += rate4[a, b] * (r4[partner, j] - r4[partner, a] * r4[a, j]) * phi2_w[pair]
     # Pair 0 of _PAIRS is the step pair (0, 1), pair 5 the relu pair (2, 3).
-    return d_p4, p4 * rate4[2, 3] + phi2_k[0] * rate4[0, 1] + mixed
+    return p4 * rate4[2, 3] + phi2_k[0] * rate4[0, 1] + mixed
 
 
 @_jit
@@ -312,14 +358,20 @@ def _any_exactly_aligned(corr):
 
 
 @_jit
-def _finite_lr_term(sd, corr, state, K, noise, quadruples, state_index, weight, reduced):
+def _finite_lr_term(sd, corr, state, K, noise, tables):
     """The ``eta^2`` expectation (K, K) from the carried state and the closed forms."""
+    quadruples, state_index, weight, forms, form_of, _, _, _ = tables
     n_pairs = weight.size
     half = state.size // 2
     arcsin, root = _angle_tables(corr)
     # Rounding can make two distinct units exactly aligned: then the reductions chosen from the
     # labels divide by sqrt(1 - rho^2) = 0, and the units are merged by value instead.
     by_value = _any_exactly_aligned(corr)
+    form_value = np.empty(forms.shape[0])
+    if not by_value:
+        for f in range(forms.shape[0]):
+            form = forms[f]
+            form_value[f] = _reduced_form(form[0], form[1], form[2], form[3], form[4], corr, arcsin, root)
     same, representative = np.empty((4, 4), np.bool_), np.empty(4, np.int64)
     power, order = np.empty(4, np.int64), np.empty(4, np.int64)
     out = np.zeros((K, K))
@@ -331,8 +383,7 @@ def _finite_lr_term(sd, corr, state, K, noise, quadruples, state_index, weight, 
         elif by_value:
             value = _merged_value(q, corr, arcsin, root, same, representative, power, order)
         else:
-            f = reduced[row]
-            value = _reduced_form(f[0], f[1], f[2], f[3], f[4], corr, arcsin, root)
+            value = form_value[form_of[row]]
         out[q[0], q[1]] += weight[row % n_pairs] * max(value, 0.0) * sd[q[2]] * sd[q[3]]
     for k in range(K):
         for l in range(k):
@@ -354,7 +405,7 @@ def velocity(y, model, out):
     NaN everywhere when ``y`` is not finite or beyond the model's bound: a Runge-Kutta trial
     stage out of range, which the integrator rejects.
     """
-    T, lr, noise, K, carried, bound, quadruples, state_index, weight, reduced = model
+    T, lr, noise, K, carried, bound, tables = model
     M = T.shape[0]
     n_overlaps = K * (K + M)
     for a in range(y.size):
@@ -372,7 +423,7 @@ def velocity(y, model, out):
     if carried:
         sd, corr = _correlations(omega)
         state = y[n_overlaps:]
-        term = _finite_lr_term(sd, corr, state, K, noise, quadruples, state_index, weight, reduced)
+        term = _finite_lr_term(sd, corr, state, K, noise, tables)
         for k in range(K):
             for l in range(K):
                 rate[k, l] += lr * lr * term[k, l]
@@ -383,12 +434,13 @@ def velocity(y, model, out):
             out[K * K + k * M + m] = rate[k, K + m]
             rate[K + m, k] = rate[k, K + m]
     if carried:
-        _carried_rates(sd, corr, rate, y[n_overlaps:], quadruples, state_index, out[n_overlaps:])
+        _carried_rates(sd, corr, rate, y[n_overlaps:], tables, out[n_overlaps:])
 
 
 @_jit
-def _carried_rates(sd, corr, rate, state, quadruples, state_index, out):
+def _carried_rates(sd, corr, rate, state, tables, out):
     """Time derivatives of the carried ``(P4, F)`` from those of the overlaps ``rate`` (n, n)."""
+    quadruples, state_index, _, _, _, sets, set_of, pair_map = tables
     n = sd.size
     # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
     corr_rate = np.empty((n, n))
@@ -397,11 +449,40 @@ def _carried_rates(sd, corr, rate, state, quadruples, state_index, out):
             relative_a = rate[a, a] / (2.0 * sd[a] * sd[a])
             relative_b = rate[b, b] / (2.0 * sd[b] * sd[b])
             corr_rate[a, b] = rate[a, b] / (sd[a] * sd[b]) - corr[a, b] * (relative_a + relative_b)
+    set_w, set_k, set_dp4 = _set_terms(sets, corr, corr_rate)
     half = state.size // 2
     r4, rate4, phi2_w, phi2_k = np.empty((4, 4)), np.empty((4, 4)), np.empty(6), np.empty(6)
     for row in range(quadruples.shape[0]):
         index = state_index[row]
         if index >= 0:
-            d_p4, d_f = _quadruple_rates(quadruples[row], corr, corr_rate, state[index], r4, rate4, phi2_w, phi2_k)
-            out[index] = d_p4
-            out[half + index] = d_f
+            s = set_of[index]
+            for p in range(6):
+                phi2_w[p] = set_w[s, pair_map[index, p]]
+                phi2_k[p] = set_k[s, pair_map[index, p]]
+            out[index] = set_dp4[s]
+            out[half + index] = _relu_rate(quadruples[row], corr, corr_rate, state[index], phi2_w, phi2_k, r4, rate4)
+
+
+@_jit
+def carried_margin(y, model):
+    """How far the state ``y`` is from where the carried derivatives break down: the smallest
+    ``1 - |rho|`` over pairs of units with a student, or 0 if a student's norm is nearly zero.
+
+    The carried derivatives contain ``phi2(rho) ~ 1 / sqrt(1 - rho^2)`` times rates that
+    rounding no longer resolves when ``rho`` is within ~1e-8 of +-1 (a flow converging onto a
+    teacher): the step size then collapses.
+    """
+    T, _, _, K, _, _, _ = model
+    omega = _joint_overlaps(y, T, K)
+    n = omega.shape[0]
+    largest = 0.0
+    for a in range(n):
+        largest = max(largest, omega[a, a])
+    margin = 1.0
+    for a in range(K):
+        if omega[a, a] <= 1e-12 * largest:
+            return 0.0
+        for b in range(n):
+            if b != a:
+                margin = min(margin, 1.0 - abs(omega[a, b]) / math.sqrt(omega[a, a] * omega[b, b]))
+    return margin

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 from scipy.integrate._ivp import dop853_coefficients as _coefficients
 
-from .compiled_flow import velocity
+from .compiled_flow import carried_margin, velocity
 
 __all__ = []  # internal to the ODE
 
@@ -35,8 +35,13 @@ _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _ERROR_EXPONENT = -1.0 / 8.0  # error estimator of order 7
 _EPS = np.finfo(float).eps
 
-#: Integration statuses (``solve_ivp``'s, with the terminal event named).
-REACHED_END, CONVERGED, DIVERGED, STEP_TOO_SMALL = 0, 1, 2, -1
+# A run whose accepted steps stay this short (relative to max(1, t)) this many times in a row has
+# stalled: seen where rounding makes a correlation exactly 1 and the carried derivatives noisy.
+_STALL_FRACTION, _STALL_STEPS = 1e-5, 50
+
+#: Integration statuses (``solve_ivp``'s, with the terminal events named). HANDOVER: the run stopped
+#: where the compiled right-hand side stops being reliable (see :func:`integrate`).
+REACHED_END, CONVERGED, DIVERGED, HANDOVER, STEP_TOO_SMALL = 0, 1, 2, 3, -1
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -50,14 +55,19 @@ def _rms(x, scale):
 
 
 @_jit
-def _initial_step(y0, f0, t_bound, rtol, atol, model):
-    """Hairer's starting step, as :func:`scipy.integrate._ivp.common.select_initial_step`."""
+def _first_trial_step(y0, f0, t_bound, rtol, atol):
+    """Hairer's trial step ``h0`` of :func:`scipy.integrate._ivp.common.select_initial_step`."""
     scale = atol + np.abs(y0) * rtol
     d0, d1 = _rms(y0, scale), _rms(f0, scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    h0 = min(h0, t_bound)
-    f1 = np.empty_like(y0)
-    velocity(y0 + h0 * f0, model, f1)
+    return min(h0, t_bound)
+
+
+@_jit
+def _initial_step(y0, f0, f1, h0, t_bound, rtol, atol):
+    """Hairer's starting step from ``f1``, the velocity at ``y0 + h0 f0``."""
+    scale = atol + np.abs(y0) * rtol
+    d1 = _rms(f0, scale)
     d2 = _rms(f1 - f0, scale) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
@@ -67,14 +77,13 @@ def _initial_step(y0, f0, t_bound, rtol, atol, model):
 
 
 @_jit
-def _stages(y, h, stages, first, last, model):
-    """Fill ``stages[first:last]`` of a step of size ``h`` from ``y``."""
-    for s in range(first, last):
-        trial = y.copy()
-        for r in range(s):
-            if _A[s, r] != 0.0:
-                trial += (h * _A[s, r]) * stages[r]
-        velocity(trial, model, stages[s])
+def _trial_point(y, h, stages, s):
+    """``y + h sum_r A[s, r] k_r``: where stage ``s`` evaluates the velocity."""
+    trial = y.copy()
+    for r in range(s):
+        if _A[s, r] != 0.0:
+            trial += (h * _A[s, r]) * stages[r]
+    return trial
 
 
 @_jit
@@ -96,9 +105,8 @@ def _error_norm(stages, h, scale):
 
 
 @_jit
-def _dense_coefficients(y_old, y_new, f_new, h, stages, model):
-    """The order-7 interpolant of an accepted step, shape (7, n) (three more stages)."""
-    _stages(y_old, h, stages, _N_STAGES + 1, stages.shape[0], model)
+def _dense_coefficients(y_old, y_new, f_new, h, stages):
+    """The order-7 interpolant of an accepted step, shape (7, n), from all 16 stages."""
     n = y_old.size
     out = np.empty((7, n))
     for a in range(n):
@@ -168,8 +176,13 @@ def _event_root(which, coefficients, y_old, t_old, h, g_old, n_monitor, lr, tol,
 
 
 @_jit
-def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model):
+def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_limit, max_steps):
     """Integrate ``dy/dt = velocity(y)`` from ``t = 0`` until ``t_bound``, an event or a failure.
+
+    Stops with ``HANDOVER`` after an accepted step where :func:`carried_margin` is below
+    ``margin_limit`` (0 never), after ``max_steps`` steps, or when the step size has stalled
+    (``_STALL_STEPS`` steps in a row shorter than ``_STALL_FRACTION`` of ``max(1, t)``): the
+    caller continues from there with another solver.
 
     Returns ``(status, t_end, y_end, steps, n_steps, nfev)`` with ``steps = (starts, lengths,
     states, interpolants)``: every accepted step's start time, length, starting state and
@@ -184,10 +197,16 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model):
     t, y = 0.0, y0.copy()
     f = np.empty(n)
     velocity(y, model, f)
+    # The right-hand side is called from this function (and the event search) only: every
+    # compiled caller re-optimises its whole call tree, which sets the compile time.
+    h0 = _first_trial_step(y, f, t_bound, rtol, atol)
+    f1 = np.empty(n)
+    velocity(y + h0 * f, model, f1)
     nfev = 2
-    h_abs = _initial_step(y, f, t_bound, rtol, atol, model)
+    h_abs = _initial_step(y, f, f1, h0, t_bound, rtol, atol)
     g = _events(y, f, n_monitor, lr, tol, bound)
     n_steps = 0
+    short_steps = 0
     while True:
         min_step = 10.0 * abs(np.nextafter(t, np.inf) - t)
         h_abs = max(h_abs, min_step)
@@ -198,7 +217,8 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model):
             t_new = min(t + h_abs, t_bound)
             h = t_new - t
             stages[0] = f
-            _stages(y, h, stages, 1, _N_STAGES, model)
+            for s in range(1, _N_STAGES):
+                velocity(_trial_point(y, h, stages, s), model, stages[s])
             y_new = y.copy()
             for s in range(_N_STAGES):
                 y_new += (h * _B[s]) * stages[s]
@@ -221,8 +241,10 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model):
             lengths = np.concatenate((lengths, np.empty(capacity - n_steps)))
             states = np.concatenate((states, np.empty((capacity - n_steps, n))))
             interpolants = np.concatenate((interpolants, np.empty((capacity - n_steps, 7, n))))
-        coefficients = _dense_coefficients(y, y_new, f_new, h, stages, model)
+        for s in range(_N_STAGES + 1, stages.shape[0]):  # three more stages for the interpolant
+            velocity(_trial_point(y, h, stages, s), model, stages[s])
         nfev += stages.shape[0] - _N_STAGES - 1
+        coefficients = _dense_coefficients(y, y_new, f_new, h, stages)
         starts[n_steps], lengths[n_steps], states[n_steps], interpolants[n_steps] = t, h, y, coefficients
         n_steps += 1
         g_new = _events(y_new, f_new, n_monitor, lr, tol, bound)
@@ -238,20 +260,32 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model):
             status = DIVERGED if x_diverged <= x_converged else CONVERGED
             steps = (starts, lengths, states, interpolants)
             return status, t + x * h, _interpolate(coefficients, y, x), steps, n_steps, nfev
+        short_steps = short_steps + 1 if h < _STALL_FRACTION * max(1.0, t) else 0
         t, y, f, g = t_new, y_new, f_new, g_new
+        stalled = short_steps >= _STALL_STEPS or n_steps >= max_steps
+        if t < t_bound and (stalled or (margin_limit > 0 and carried_margin(y, model) < margin_limit)):
+            return HANDOVER, t, y, (starts, lengths, states, interpolants), n_steps, nfev
         if t >= t_bound:
             return REACHED_END, t, y, (starts, lengths, states, interpolants), n_steps, nfev
 
 
 @_jit
-def dense_values(times, steps, n_steps):
-    """The trajectory at ``times`` (ascending, within ``[0, t_end]``), shape (len(times), n)."""
+def dense_values(times, steps, n_steps, n_components):
+    """The first ``n_components`` of the state at ``times`` (ascending, within ``[0, t_end]``),
+    shape (len(times), n_components)."""
     starts, lengths, states, interpolants = steps
-    out = np.empty((times.size, states.shape[1]))
+    out = np.empty((times.size, n_components))
     step = 0
     for a in range(times.size):
         while step + 1 < n_steps and starts[step + 1] <= times[a]:
             step += 1
         x = (times[a] - starts[step]) / lengths[step]
-        out[a] = _interpolate(interpolants[step], states[step], x)
+        # Dense output of Dop853DenseOutput, component by component.
+        coefficients = interpolants[step]
+        for c in range(n_components):
+            value = 0.0
+            for i in range(7):
+                value += coefficients[6 - i, c]
+                value *= x if i % 2 == 0 else 1.0 - x
+            out[a, c] = value + states[step, c]
     return out

@@ -35,6 +35,7 @@ from .orthant import (
     _check_symmetric_psd,
     _gather,
     _merge_duplicates,
+    _orthant_from_moments,
     _p2,
     _p3,
     _path_moments,
@@ -163,29 +164,33 @@ def _relu4_from_moments(corr, mu, kappa_step_pair, rho, g):
     return 1.0 / (8.0 * np.pi) + r_cd / 16.0 + orthant_part + mixed_part + kernel_part
 
 
-def _relu4_distinct(corr, labels=None):
+def _relu4_distinct(corr, labels=None, orthant=False):
     """Four-point expectation for four distinct unit-variance variables, roles (step, step, relu, relu).
 
     With ``labels`` (n, 4) naming the variables (e.g. unit indices), matrices that are the same
-    set of variables in another role order share one path integral.
+    set of variables in another role order share one path integral. With ``orthant``, also
+    returns the orthant probabilities ``P4`` (n,) from the same path moments.
     """
     if labels is None:
         mu, kappa, rho, g = _path_moments(corr, _RULE_RELU4)
-        return _relu4_from_moments(corr, mu, kappa[:, 0], rho, g)
-    order, position = _stable_order(labels)  # role r sits at position[r] of its sorted set
-    sorted_labels = np.take_along_axis(labels, order, 1).astype(np.int64)
-    base = int(sorted_labels.max(initial=0)) + 1
-    key = sorted_labels @ base ** np.arange(3, -1, -1)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    set_corr = corr[first[:, None, None], order[first][:, :, None], order[first][:, None, :]]
-    mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4)
-    pair_of_role = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]  # (n, 6)
-    rows = inverse[:, None]
-    kappa_step_pair = kappa[inverse, pair_of_role[:, 0]]
-    return _relu4_from_moments(
-        corr, mu[rows, pair_of_role], kappa_step_pair, rho[rows, pair_of_role], g[rows, pair_of_role]
-    )
+        kappa_step_pair = kappa[:, 0]
+    else:
+        order, position = _stable_order(labels)  # role r sits at position[r] of its sorted set
+        sorted_labels = np.take_along_axis(labels, order, 1).astype(np.int64)
+        base = int(sorted_labels.max(initial=0)) + 1
+        key = sorted_labels @ base ** np.arange(3, -1, -1)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        set_corr = corr[first[:, None, None], order[first][:, :, None], order[first][:, None, :]]
+        mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4)
+        pair_of_role = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]  # (n, 6)
+        rows = inverse[:, None]
+        kappa_step_pair = kappa[inverse, pair_of_role[:, 0]]
+        mu, rho, g = mu[rows, pair_of_role], rho[rows, pair_of_role], g[rows, pair_of_role]
+    value = _relu4_from_moments(corr, mu, kappa_step_pair, rho, g)
+    if orthant:
+        return value, _orthant_from_moments(mu, rho, g)
+    return value
 
 
 # A merged class of duplicated variables is one variable x raised to the number of relus it

@@ -14,7 +14,7 @@ from landscape.fourpoint_flow import (
     carried_four_point_applies,
 )
 from landscape.initialisation import initial_overlaps
-from landscape.ode import integrate_ode
+from landscape.ode import integrate_ode, run_flow
 from landscape.orthant import _orthant_probability_4
 from landscape.trajectory import FlowStatus
 
@@ -151,17 +151,40 @@ def test_carried_and_quadrature_trajectories_agree(K, M, lr):
     assert np.allclose(carried.R, quadrature.R, atol=1e-8)
 
 
-def test_carried_flow_converges_onto_the_global_minimum():
-    # Units align with the teacher (1 - rho -> 0): the conditional quantities become 0/0 in the
-    # limit but the carried flow must still converge, like the quadrature flow.
+def test_flow_converging_onto_the_global_minimum_hands_over_to_the_quadrature():
+    # Units align with the teacher (1 - rho -> 0): the carried derivatives lose their accuracy,
+    # so "auto" finishes with the quadrature and converges; "carried" alone says it cannot.
     T = np.eye(2)
     Q = np.array([[1.1, 0.05], [0.05, 0.9]])
     R = np.array([[1.0, 0.05], [0.02, 0.93]])
     assert carried_four_point_applies(Q, R, T)
-    trajectory = integrate_ode(Q, R, T, 0.5, 5000.0, four_point="carried")
+    trajectory = integrate_ode(Q, R, T, 0.5, 5000.0)
     assert trajectory.status is FlowStatus.CONVERGED
     assert trajectory.loss[-1] < 1e-12
     assert np.allclose(trajectory.R[-1], T, atol=1e-5)
+    quadrature = integrate_ode(Q, R, T, 0.5, 5000.0, four_point="quadrature")
+    assert quadrature.t[-1] == pytest.approx(trajectory.t[-1], rel=0.05)
+    for k in range(2):  # close to the end the overlaps' 1e-9 errors are sqrt-amplified in the loss
+        for m in range(2):
+            expected = np.interp(trajectory.t, quadrature.t, quadrature.R[:, k, m])
+            assert np.allclose(trajectory.R[:, k, m], expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cannot finish this run: two units came within 1e-8 of alignment"):
+        integrate_ode(Q, R, T, 0.5, 5000.0, four_point="carried")
+
+
+def test_plateau_escape_to_the_global_minimum_finishes():
+    # Regression: K = M = 3 from a d = 10^6 start (the dashboard's Saad-Solla preset) with the eta^2
+    # term. At t ~ 367 a student came within rounding of its teacher (rho = 1 exactly) while the
+    # eta^2 term still moved rho: the carried derivatives phi2(rho) d rho / dt became noise of
+    # size 1e-2, the step size collapsed to 1e-4 and the compiled loop accepted such steps
+    # without end (the test run hung with 7 GB of step history). The run now hands over to the
+    # quadrature at 1 - rho = 1e-8 and converges.
+    config = RunConfig(K=3, M=3, t_max=1000.0, init=InitSpec(d=1_000_000, seed=0, scale=1.0))
+    trajectory = run_flow(config)
+    assert trajectory.status is FlowStatus.CONVERGED
+    assert trajectory.loss[-1] < 1e-8
+    plateau = trajectory.loss[(trajectory.t > 25) & (trajectory.t < 50)]
+    assert np.ptp(plateau) < 2e-3 * plateau[0]  # the plateau is still there before the escape
 
 
 def test_aligned_start_uses_the_quadrature():

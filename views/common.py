@@ -21,7 +21,7 @@ from landscape.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
 from landscape.hessian import embed_overlaps, hessian_spectrum
 from landscape.initialisation import initial_overlaps
-from landscape.ode import integrate_ode, run_flow
+from landscape.ode import compile_ode, integrate_ode, run_flow
 from landscape.sgd import simulate_sgd
 from landscape.sweep_store import DEFAULT_STORE, load_store
 
@@ -121,6 +121,23 @@ def with_seed(config, seed):
     """The same config with another random-start seed."""
     init = config.init
     return config.replace(init=InitSpec(kind="random", d=init.d, seed=int(seed), scale=init.scale))
+
+
+@st.cache_resource(show_spinner=False)
+def _compile_solver():
+    compile_ode()
+    return True
+
+
+def compiled_solver():
+    """Compile the ODE solver once per server process, saying so while it takes time.
+
+    numba compiles it on the first start on a machine (about half a minute) and caches it on
+    disk; later server starts load it in about a second.
+    """
+    with st.spinner("Preparing the compiled ODE solver: about half a minute on the first start on this "
+                    "machine, then cached..."):
+        _compile_solver()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

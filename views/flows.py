@@ -113,7 +113,9 @@ def main():
         f"K = {config.K} students, M = {config.M} teachers ({config.teacher.kind}), learning rate {config.lr:g}, "
         f"{'with' if config.eta2 else 'without'} the η² term, noise {config.noise:g}, t_max = {config.t_max:g}."
     )
-    spinner = "Integrating the ODE with the η² term (a few seconds)..." if config.eta2 else "Integrating the ODE..."
+    common.compiled_solver()
+    spinner = ("Integrating the ODE with the η² term (a second or two if it converges onto the teacher)..."
+               if config.eta2 else "Integrating the ODE...")
     with st.spinner(spinner):
         run = common.call(common.flow, config.to_json())
     if run is None:

@@ -150,7 +150,8 @@ SIDEBAR_SETTINGS = (
     Setting("T", "teacher matrix T", "text", "", help="Rows separated by ';', entries by ','. Empty: the identity."),
     _float("lr", "learning rate eta", 0.5, 1e-4, 100.0, "SGD step size; in the ODE it sets the time scale."),
     Setting("eta2", "finite learning-rate term (eta^2)", "bool", False,
-            help="Keep the eta^2 term of the SGD ODE (exact, about five times slower). Off: gradient flow."),
+            help="Keep the eta^2 term of the SGD ODE (exact; a flow that converges onto the teacher takes a "
+                 "second or two with it, its last stretch by quadrature). Off: gradient flow."),
     _float("noise", "label noise variance", 0.0, 0.0, 100.0, "Variance of Gaussian noise added to the labels."),
     _float("scale", "init scale", 1.0, 1e-3, 100.0, "Raw weights start as N(0, scale^2): Q_kk is close to scale^2."),
     _int("d", "init dimension d", 1000, 1, 10_000_000,
