@@ -36,10 +36,9 @@ _MIXED_TERMS = np.stack(
     [np.argmax(_TERM_TO_PAIR, axis=1), _TERM_A, _TERM_J, _TERM_B, _TERM_PARTNER], axis=1
 ).astype(np.int64)
 _PAIR_TABLE = _PAIRS.astype(np.int64)
-# Reduced forms by (distinct variables, squared relus), as in landscape.fourpoint._REDUCED_FORMS.
-_NO_FORM = -1
 
-_jit = njit(cache=True, error_model="numpy", fastmath=False)
+# IEEE semantics for 0/0 and x/0 (NaN marks a trial stage out of range); cached on disk.
+_jit = njit(cache=True, error_model="numpy")
 
 
 def flow_model(T, lr, noise, n_students, bound, carried=False):
@@ -205,11 +204,6 @@ def _asin(r):
 def _root(r):
     """``sqrt(1 - r^2)`` without the cancellation near ``|r| = 1``."""
     return math.sqrt(max((1.0 - r) * (1.0 + r), 0.0))
-
-
-@_jit
-def _p2(r):
-    return 0.25 + _asin(r) / _TWO_PI
 
 
 @_jit
