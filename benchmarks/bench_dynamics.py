@@ -57,11 +57,9 @@ def _rhs_rows():
         quadrature = _best_time(lambda: ode_velocity(Q, R, T, 0.5, eta2=True), number=3 if K < 20 else 1)
         carrier = carried_four_point(K, K)
         state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
-        numpy_carried = _best_time(lambda: carrier.velocity(Q, R, T, 0.5, 0.0, state), number=50 if K < 20 else 5)
         rows += [
             (f"ODE right-hand side, K = M = {K}, eta2 off, numpy", f"{numpy_off * 1e3:.3f} ms"),
             (f"ODE right-hand side, K = M = {K}, eta2 on, numpy, four-point by quadrature", f"{quadrature * 1e3:.3f} ms"),
-            (f"ODE right-hand side, K = M = {K}, eta2 on, numpy, four-point carried", f"{numpy_carried * 1e3:.3f} ms"),
         ]
         for carried, label in ((False, "eta2 off"), (True, "eta2 on, four-point carried")):
             y = np.concatenate([Q.ravel(), R.ravel()] + ([state] if carried else []))

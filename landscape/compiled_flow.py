@@ -10,8 +10,9 @@ sets the time. Here the same formulas run as compiled loops over the index pairs
   (Price's theorem derivatives per quadruple of distinct units, closed forms of
   :mod:`landscape.fourpoint` for quadruples with a repeated unit).
 
-The numpy versions stay the reference: tests compare the two at random and nearly aligned
-points. One evaluation is described by a *model* tuple built by :func:`flow_model` and read by
+Tests compare the gradient flow with its numpy version, the ``eta^2`` term with the quadrature
+of :func:`landscape.fourpoint.finite_lr_expectation`, and the carried derivatives with finite
+differences of the quadrature. One evaluation is described by a *model* tuple built by :func:`flow_model` and read by
 :func:`velocity`; the compiled integrator (:mod:`landscape.dop853`) calls :func:`velocity`.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .fourpoint import _PAIR_INDEX, _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
-from .fourpoint_flow import _DET_PAIR_FLOOR, carried_four_point
+from .fourpoint_flow import carried_four_point
 from .gaussian import _TINY
 from .orthant import _PAIRS
 
@@ -36,6 +37,8 @@ _MIXED_TERMS = np.stack(
     [np.argmax(_TERM_TO_PAIR, axis=1), _TERM_A, _TERM_J, _TERM_B, _TERM_PARTNER], axis=1
 ).astype(np.int64)
 _PAIR_TABLE = _PAIRS.astype(np.int64)
+# Smallest 1 - rho^2 of a pair in the derivatives (a few ulps).
+_DET_PAIR_FLOOR = 1e-15
 
 # IEEE semantics for 0/0 and x/0 (NaN marks a trial stage out of range); cached on disk.
 _jit = njit(cache=True, error_model="numpy")
@@ -102,7 +105,7 @@ def _carried_tables(n_students, n_teachers):
     sign = np.concatenate([np.ones(n_students), -np.ones(n_teachers)])
     weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]
     reduced = np.zeros((quadruples.shape[0], 5), np.int64)
-    for (count, squared), rows, labels in carrier._repeated.cases:
+    for (count, squared), rows, labels in carrier.repeated_cases:
         where = np.flatnonzero(~distinct)[rows]
         reduced[where, 0], reduced[where, 1] = count, squared
         reduced[where, 2 : 2 + min(count, 3)] = labels[:, : min(count, 3)]
@@ -285,8 +288,14 @@ def _merged_value(labels, corr, arcsin, root, same, representative, power, order
 
 @_jit
 def _pair_terms(r4, phi2_w, phi2_k):
-    """Write ``phi2 W`` and ``phi2 K`` (6,) of the six pairs of a quadruple; see
-    :func:`landscape.fourpoint_flow._pair_terms`."""
+    """Write ``phi2 W`` and ``phi2 K`` (6,) of the six pairs (``_PAIRS`` order) of four
+    unit-variance variables with correlations ``r4`` (4, 4).
+
+    For the pair ``(i, j)`` with complement ``(k, l)``: the determinants of the ``(i, j, k)`` and
+    ``(i, j, l)`` blocks and the cross cofactor, by elimination on ``x_i`` (partial covariances),
+    as in :mod:`landscape.orthant`; they are ``det_pair`` times the conditional variances and
+    covariance of ``(k, l)`` given ``x_i = x_j = 0``.
+    """
     for p in range(6):
         i, j, k, l = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1], _PAIR_TABLE[p, 2], _PAIR_TABLE[p, 3]
         rho, r_ik, r_il, r_jk, r_jl, r_kl = r4[i, j], r4[i, k], r4[i, l], r4[j, k], r4[j, l], r4[k, l]
@@ -297,10 +306,16 @@ def _pair_terms(r4, phi2_w, phi2_k):
         var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
         var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
         scale = math.sqrt(var_k * var_l)
+        # Where a complementary variable lies in the span of the pair, W is undefined but bounded;
+        # any value in [0, 1/2] does, since it is multiplied by a vanishing rate.
         r = min(max(cross / scale, -1.0), 1.0) if scale > 0.0 else 0.0
         w = 0.25 + math.asin(r) / _TWO_PI
+        # Rounding puts pairs within ~eps of alignment anywhere in [0, eps] (or past 1 in a trial
+        # stage); the floor keeps phi2 finite there, where rho has stopped moving to working precision.
         det_pair = max(det_pair, _DET_PAIR_FLOOR)
         phi2 = 1.0 / (_TWO_PI * math.sqrt(det_pair))
+        # K = (sqrt(v_k v_l - c^2) + c (pi - acos r)) / (2 pi) with v, c = (var, cross) / det_pair,
+        # a conditional E[relu relu] of unit-bounded variances: in [0, 1/2] whatever the rounding.
         kernel = math.sqrt(max(var_k * var_l - cross * cross, 0.0)) / _TWO_PI + cross * w
         kernel = min(max(kernel / det_pair, 0.0), 0.5)
         phi2_w[p] = phi2 * w

@@ -144,14 +144,12 @@ def _events(y, f, n_monitor, lr, tol, bound):
 
 
 @_jit
-def _event_root(which, coefficients, y_old, t_old, h, g_old, n_monitor, lr, tol, bound, model):
-    """Time of the sign change of event ``which`` within an accepted step (Illinois regula falsi)."""
+def _event_root(which, coefficients, y_old, t_old, h, g_old, g_new, n_monitor, lr, tol, bound, model):
+    """Fraction of an accepted step where event ``which`` changes sign from ``g_old`` at its start
+    to ``g_new`` at its end (Illinois regula falsi on the dense output)."""
     f = np.empty_like(y_old)
     low, high = 0.0, 1.0
-    g_low, g_high = g_old, 0.0
-    y_high = _interpolate(coefficients, y_old, 1.0)
-    velocity(y_high, model, f)
-    g_high = _events(y_high, f, n_monitor, lr, tol, bound)[which]
+    g_low, g_high = g_old, g_new
     side = 0
     for _ in range(200):
         if (high - low) * abs(h) <= 4.0 * _EPS * (1.0 + abs(t_old + low * h)):
@@ -253,9 +251,9 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
         if crossed_converged or crossed_diverged:
             x_converged = x_diverged = 2.0
             if crossed_converged:
-                x_converged = _event_root(0, coefficients, y, t, h, g[0], n_monitor, lr, tol, bound, model)
+                x_converged = _event_root(0, coefficients, y, t, h, g[0], g_new[0], n_monitor, lr, tol, bound, model)
             if crossed_diverged:
-                x_diverged = _event_root(1, coefficients, y, t, h, g[1], n_monitor, lr, tol, bound, model)
+                x_diverged = _event_root(1, coefficients, y, t, h, g[1], g_new[1], n_monitor, lr, tol, bound, model)
             x = min(x_converged, x_diverged)
             status = DIVERGED if x_diverged <= x_converged else CONVERGED
             steps = (starts, lengths, states, interpolants)
@@ -280,12 +278,5 @@ def dense_values(times, steps, n_steps, n_components):
         while step + 1 < n_steps and starts[step + 1] <= times[a]:
             step += 1
         x = (times[a] - starts[step]) / lengths[step]
-        # Dense output of Dop853DenseOutput, component by component.
-        coefficients = interpolants[step]
-        for c in range(n_components):
-            value = 0.0
-            for i in range(7):
-                value += coefficients[6 - i, c]
-                value *= x if i % 2 == 0 else 1.0 - x
-            out[a, c] = value + states[step, c]
+        out[a] = _interpolate(interpolants[step, :, :n_components], states[step, :n_components], x)
     return out

@@ -46,21 +46,23 @@ def test_gradient_flow_velocity_with_a_dead_student_equals_numpy():
 
 
 @pytest.mark.parametrize(
-    "K, M, noise, aligned, gap",
-    [(3, 2, 0.0, None, 0.0), (4, 4, 0.3, None, 0.0), (2, 5, 0.1, None, 0.0), (3, 3, 0.0, (0, 1), 1e-6)],
+    "K, M, noise, aligned, gap, atol",
+    [(3, 2, 0.0, None, 0.0, 1e-7), (4, 4, 0.3, None, 0.0, 1e-7), (2, 5, 0.1, None, 0.0, 1e-7),
+     (3, 3, 0.0, (0, 1), 1e-2, 1e-5)],
 )
-def test_carried_velocity_equals_numpy(K, M, noise, aligned, gap):
-    # The compiled version evaluates the pair terms once per set of four units, in sorted order,
-    # the numpy one per quadruple in role order: near alignment (1 - rho ~ 1e-12) the conditional
-    # covariances are cancellations and the two orders round apart by ~1e-10.
-    atol = 1e-13 if aligned is None else 1e-9
+def test_carried_velocity_is_the_time_derivative_of_the_quadrature(K, M, noise, aligned, gap, atol):
+    # The overlaps' velocity against the numpy ODE with the eta^2 term by quadrature; the carried
+    # state's velocity against central differences of the exact (P4, F) along that motion.
     Q, R, T = _overlaps(K, M, seed=5, aligned=aligned, gap=gap)
     carrier = CarriedFourPoint(K, M)
-    state = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
-    dQ, dR, d_state = carrier.velocity(Q, R, T, 0.6, noise, state)
-    reference = np.concatenate([dQ.ravel(), dR.ravel(), d_state])
-    compiled = _compiled(Q, R, T, 0.6, noise, carrier, state)
-    assert np.allclose(compiled, reference, atol=atol, rtol=1e-11)
+    omega = np.block([[Q, R], [R.T, T]])
+    compiled = _compiled(Q, R, T, 0.6, noise, carrier, carrier.initial_state(omega))
+    dQ, dR = ode_velocity(Q, R, T, 0.6, eta2=True, noise=noise)
+    assert np.allclose(compiled[: K * (K + M)], np.concatenate([dQ.ravel(), dR.ravel()]), atol=1e-12, rtol=0)
+    motion = np.block([[dQ, dR], [dR.T, np.zeros((M, M))]])
+    h = 1e-5
+    expected = (carrier.initial_state(omega + h * motion) - carrier.initial_state(omega - h * motion)) / (2 * h)
+    assert np.allclose(compiled[K * (K + M):], expected, atol=atol, rtol=0)
 
 
 @pytest.mark.parametrize("aligned", [None, (1, 0)])

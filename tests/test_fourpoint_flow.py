@@ -1,4 +1,9 @@
-"""The four-point term carried along the ODE (Price's theorem) against the exact quadrature."""
+"""The four-point term carried along the ODE (Price's theorem) against the exact quadrature.
+
+The derivatives and closed forms are the compiled ones of landscape.compiled_flow (the only
+implementation); the references are finite differences of the path-integral quadrature,
+relu_four_point and finite_lr_expectation.
+"""
 
 import numpy as np
 import pytest
@@ -6,19 +11,47 @@ from scipy.integrate import solve_ivp
 
 from landscape.config import InitSpec, RunConfig
 from landscape.fourpoint import _relu4_distinct, finite_lr_expectation, relu_four_point
-from landscape.fourpoint_flow import (
-    CarriedFourPoint,
-    _correlations,
-    _pair_vector,
-    _quadruple_derivatives,
-    carried_four_point_applies,
+from landscape.compiled_flow import (
+    _angle_tables,
+    _any_exactly_aligned,
+    _carried_tables,
+    _finite_lr_term,
+    _merged_value,
+    _reduced_form,
+    _relu_rate,
+    _set_terms,
+    flow_model,
+    velocity,
 )
+from landscape.fourpoint_flow import CarriedFourPoint, _correlations, carried_four_point_applies
 from landscape.initialisation import initial_overlaps
 from landscape.ode import integrate_ode, run_flow
 from landscape.orthant import _orthant_probability_4
 from landscape.trajectory import FlowStatus
 
-QUADRUPLE = np.array([[0, 1, 2, 3]])
+QUADRUPLE = np.array([[0, 1, 2, 3]], dtype=np.int64)
+
+
+def _derivatives(corr, rate, p4):
+    """Compiled ``dP4/dt`` and ``dF/dt`` of the quadruple (0, 1, 2, 3) for correlation rates ``rate``."""
+    phi2_w, phi2_k, d_p4 = _set_terms(QUADRUPLE, corr, rate)
+    d_f = _relu_rate(QUADRUPLE[0], corr, rate, float(p4), phi2_w[0], phi2_k[0], np.empty((4, 4)), np.empty((4, 4)))
+    return d_p4[0], d_f
+
+
+def _repeated_values(K, M, omega, by_value):
+    """Compiled closed forms of the quadruples with a repeated unit, as E[step step relu relu]."""
+    sd, corr = _correlations(omega)
+    arcsin, root = _angle_tables(corr)
+    quadruples, state_index, _, forms, form_of = _carried_tables(K, M)[:5]
+    rows = np.flatnonzero(state_index < 0)
+    work = np.empty((4, 4), np.bool_), np.empty(4, np.int64), np.empty(4, np.int64), np.empty(4, np.int64)
+    if by_value:
+        values = [_merged_value(quadruples[row], corr, arcsin, root, *work) for row in rows]
+    else:
+        values = [_reduced_form(*forms[form_of[row]], corr, arcsin, root) for row in rows]
+    q = quadruples[rows]
+    return np.maximum(values, 0.0) * sd[q[:, 2]] * sd[q[:, 3]], q
 
 
 def _random_correlation(rng, dim=6, near=None, gap=0.0):
@@ -50,12 +83,12 @@ def test_price_derivatives_match_finite_differences_of_the_quadrature(seed):
     np.fill_diagonal(direction, 0.0)
     h = 1e-5
     p4 = _orthant_probability_4(corr[None])
-    d_p4, d_f = _quadruple_derivatives(_pair_vector(corr, QUADRUPLE, 1.0), _pair_vector(direction, QUADRUPLE, 0.0), p4)
+    d_p4, d_f = _derivatives(corr, direction, p4[0])
     shifted = np.stack([corr + h * direction, corr - h * direction])
     f_plus, f_minus = _relu4_distinct(shifted)
     p_plus, p_minus = _orthant_probability_4(shifted)
-    assert d_p4[0] == pytest.approx((p_plus - p_minus) / (2 * h), abs=1e-8)
-    assert d_f[0] == pytest.approx((f_plus - f_minus) / (2 * h), abs=1e-8)
+    assert d_p4 == pytest.approx((p_plus - p_minus) / (2 * h), abs=1e-8)
+    assert d_f == pytest.approx((f_plus - f_minus) / (2 * h), abs=1e-8)
 
 
 def test_price_derivatives_near_alignment():
@@ -79,10 +112,10 @@ def test_price_derivatives_near_alignment():
         corr = corr_at(0.0)
         rate = (corr_at(h) - corr_at(-h)) / (2 * h)
         p4 = _orthant_probability_4(corr[None])
-        d_p4, d_f = _quadruple_derivatives(_pair_vector(corr, QUADRUPLE, 1.0), _pair_vector(rate, QUADRUPLE, 0.0), p4)
+        d_p4, d_f = _derivatives(corr, rate, p4[0])
         ends = np.stack([corr_at(h), corr_at(-h)])
-        assert d_f[0] == pytest.approx(np.diff(_relu4_distinct(ends))[0] / (-2 * h), abs=1e-5)
-        assert d_p4[0] == pytest.approx(np.diff(_orthant_probability_4(ends))[0] / (-2 * h), abs=1e-5)
+        assert d_f == pytest.approx(np.diff(_relu4_distinct(ends))[0] / (-2 * h), abs=1e-5)
+        assert d_p4 == pytest.approx(np.diff(_orthant_probability_4(ends))[0] / (-2 * h), abs=1e-5)
 
 
 @pytest.mark.parametrize("K, M, noise", [(2, 1, 0.0), (3, 3, 0.2), (4, 2, 0.0), (5, 5, 0.1)])
@@ -93,34 +126,18 @@ def test_carried_expectation_equals_the_quadrature(K, M, noise):
     carrier = CarriedFourPoint(K, M)
     omega = np.block([[Q, R], [R.T, T]])
     sd, corr = _correlations(omega)
-    expectation = carrier.expectation(sd, corr, carrier.initial_state(omega), noise)
+    expectation = _finite_lr_term(sd, corr, carrier.initial_state(omega), K, noise, _carried_tables(K, M))
     assert np.allclose(expectation, finite_lr_expectation(Q, R, T, noise), atol=1e-12, rtol=0)
 
 
-def test_repeated_unit_closed_forms_equal_relu_four_point():
+@pytest.mark.parametrize("by_value", [False, True])
+def test_repeated_unit_closed_forms_equal_relu_four_point(by_value):
+    # The reductions chosen from the labels, and the general one by value, on generic overlaps.
     Q, R, T = _overlaps(3, 2, seed=5)
     omega = np.block([[Q, R], [R.T, T]])
-    carrier = CarriedFourPoint(3, 2)
-    quadruples = carrier._repeated_quadruples
-    sd, corr = _correlations(omega)
+    values, quadruples = _repeated_values(3, 2, omega, by_value)
     direct = relu_four_point(omega[quadruples[:, :, None], quadruples[:, None, :]])
-    assert np.allclose(carrier._repeated.values(corr, sd), direct, atol=1e-13, rtol=0)
-
-
-def _numpy_carried_ode(carrier, T, lr):
-    """The augmented ODE on the flat state (Q, R, P4, F) from the numpy CarriedFourPoint."""
-    K, M = carrier.n_students, T.shape[0]
-    n_overlaps = K * (K + M)
-
-    def unpack(y):
-        Q = y[: K * K].reshape(K, K)
-        return 0.5 * (Q + Q.T), y[K * K : n_overlaps].reshape(K, M), y[n_overlaps:]
-
-    def rhs(_t, y):
-        dQ, dR, d_state = carrier.velocity(*unpack(y)[:2], T, lr, 0.0, unpack(y)[2])
-        return np.concatenate([dQ.ravel(), dR.ravel(), d_state])
-
-    return rhs, unpack
+    assert np.allclose(values, direct, atol=1e-13, rtol=0)
 
 
 def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
@@ -130,13 +147,20 @@ def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
     Q0, R0 = initial_overlaps(config)
     T = config.teacher_matrix()
     carrier = CarriedFourPoint(3, 3)
-    rhs, unpack = _numpy_carried_ode(carrier, T, config.lr)
+    model = flow_model(T, config.lr, 0.0, 3, 1e6, True)
+
+    def rhs(_t, y):
+        out = np.empty_like(y)
+        velocity(y, model, out)
+        return out
+
     y0 = np.concatenate([Q0.ravel(), R0.ravel(), carrier.initial_state(np.block([[Q0, R0], [R0.T, T]]))])
-    solution = solve_ivp(rhs, (0.0, 15.0), y0, method="DOP853", rtol=1e-10, atol=1e-13)
-    Q, R, state = unpack(solution.y[:, -1])
+    final = solve_ivp(rhs, (0.0, 15.0), y0, method="DOP853", rtol=1e-10, atol=1e-13).y[:, -1]
+    Q, R = final[:9].reshape(3, 3), final[9:18].reshape(3, 3)
+    Q = 0.5 * (Q + Q.T)
     assert np.max(np.abs(R - R0)) > 0.1  # the overlaps did move
     exact = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
-    assert np.allclose(state, exact, atol=1e-9, rtol=0)
+    assert np.allclose(final[18:], exact, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("K, M, lr", [(3, 3, 0.5), (4, 2, 0.4)])
@@ -214,8 +238,8 @@ def test_repeated_unit_closed_forms_merge_units_aligned_by_value():
     Q, R, T = W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
     R[0, 1] += 1e-15  # rounding: the aligned pair's overlaps with a third unit differ by an ulp
     omega = np.block([[Q, R], [R.T, T]])
-    carrier = CarriedFourPoint(2, 2)
-    sd, corr = _correlations(omega)
-    quadruples = carrier._repeated_quadruples
+    assert _any_exactly_aligned(_correlations(omega)[1])
+    values, quadruples = _repeated_values(2, 2, omega, by_value=True)
     direct = relu_four_point(omega[quadruples[:, :, None], quadruples[:, None, :]])
-    assert np.allclose(carrier._repeated.values(corr, sd), direct, atol=1e-12, rtol=0)
+    assert np.all(np.isfinite(values))
+    assert np.allclose(values, direct, atol=1e-12, rtol=0)
