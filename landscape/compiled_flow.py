@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .fourpoint import _PAIR_INDEX, _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
+from .fourpoint import _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
 from .fourpoint_flow import carried_four_point
 from .gaussian import _TINY
 from .orthant import _PAIRS
@@ -114,11 +114,7 @@ def _carried_tables(n_students, n_teachers):
     forms, repeated_form = np.unique(reduced[~distinct], axis=0, return_inverse=True)
     form_of = np.full(quadruples.shape[0], -1, dtype=np.int64)
     form_of[~distinct] = repeated_form.reshape(-1)
-    carried = carrier.carried
-    sets, set_of = np.unique(np.sort(carried, axis=1), axis=0, return_inverse=True)
-    position = np.argsort(np.argsort(carried, axis=1), axis=1)  # rank of each role's unit in its set
-    pair_map = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]
-    tables = (quadruples, state_index, weight, forms, form_of, sets, set_of.reshape(-1), pair_map)
+    tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map)
     return _read_only(tuple(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
 
 
@@ -287,9 +283,10 @@ def _merged_value(labels, corr, arcsin, root, same, representative, power, order
 
 
 @_jit
-def _pair_terms(r4, phi2_w, phi2_k):
-    """Write ``phi2 W`` and ``phi2 K`` (6,) of the six pairs (``_PAIRS`` order) of four
-    unit-variance variables with correlations ``r4`` (4, 4).
+def _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s):
+    """Write ``phi2 W`` and ``phi2 K`` (row ``s`` of (n_sets, 6)) of the six pairs (``_PAIRS``
+    order) of four unit-variance variables with correlations ``r4`` (4, 4), given each pair's
+    ``phi2`` and ``1 / det`` (6,) from :func:`_pair_tables`.
 
     For the pair ``(i, j)`` with complement ``(k, l)``: the determinants of the ``(i, j, k)`` and
     ``(i, j, l)`` blocks and the cross cofactor, by elimination on ``x_i`` (partial covariances),
@@ -305,21 +302,39 @@ def _pair_terms(r4, phi2_w, phi2_k):
         cross = det_pair * (r_kl - r_ik * r_il) - p_jl * p_jk
         var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
         var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
-        scale = math.sqrt(var_k * var_l)
-        # Where a complementary variable lies in the span of the pair, W is undefined but bounded;
-        # any value in [0, 1/2] does, since it is multiplied by a vanishing rate.
-        r = min(max(cross / scale, -1.0), 1.0) if scale > 0.0 else 0.0
-        w = 0.25 + math.asin(r) / _TWO_PI
-        # Rounding puts pairs within ~eps of alignment anywhere in [0, eps] (or past 1 in a trial
-        # stage); the floor keeps phi2 finite there, where rho has stopped moving to working precision.
-        det_pair = max(det_pair, _DET_PAIR_FLOOR)
-        phi2 = 1.0 / (_TWO_PI * math.sqrt(det_pair))
+        # W = 1/4 + asin(r) / (2 pi) with r = cross / sqrt(var_k var_l), as the arctangent
+        # atan2(cross, root) (atan of the ratio: half the time of atan2, a third of asin's); |r| > 1
+        # from rounding gives the bound 0 or 1/2. Where a complementary variable lies in the span
+        # of the pair (var = cross = 0) W is undefined but bounded; 1/4 does, since it is
+        # multiplied by a vanishing rate.
+        root = math.sqrt(max(var_k * var_l - cross * cross, 0.0))
+        if root > 0.0:
+            angle = math.atan(cross / root)
+        else:
+            angle = 0.0 if cross == 0.0 else math.copysign(0.5 * math.pi, cross)
+        w = 0.25 + angle / _TWO_PI
         # K = (sqrt(v_k v_l - c^2) + c (pi - acos r)) / (2 pi) with v, c = (var, cross) / det_pair,
         # a conditional E[relu relu] of unit-bounded variances: in [0, 1/2] whatever the rounding.
-        kernel = math.sqrt(max(var_k * var_l - cross * cross, 0.0)) / _TWO_PI + cross * w
-        kernel = min(max(kernel / det_pair, 0.0), 0.5)
-        phi2_w[p] = phi2 * w
-        phi2_k[p] = phi2 * kernel
+        kernel = min(max((root / _TWO_PI + cross * w) * inverse_det[p], 0.0), 0.5)
+        phi2_w[s, p] = phi2[p] * w
+        phi2_k[s, p] = phi2[p] * kernel
+
+
+@_jit
+def _pair_tables(corr):
+    """``phi2 = 1 / (2 pi sqrt(1 - rho^2))`` and ``1 / (1 - rho^2)`` of every pair of units (n, n).
+
+    Rounding puts pairs within ~eps of alignment anywhere in [0, eps] (or past 1 in a trial
+    stage); the floor keeps both finite there, where rho has stopped moving to working precision.
+    """
+    n = corr.shape[0]
+    phi2, inverse_det = np.empty((n, n)), np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            det_pair = max((1.0 - corr[a, b]) * (1.0 + corr[a, b]), _DET_PAIR_FLOOR)
+            inverse_det[a, b] = 1.0 / det_pair
+            phi2[a, b] = 1.0 / (_TWO_PI * math.sqrt(det_pair))
+    return phi2, inverse_det
 
 
 @_jit
@@ -328,26 +343,33 @@ def _set_terms(sets, corr, corr_rate):
     units (sorted labels, pairs in the order of ``_PAIRS``): they do not depend on the roles."""
     n_sets = sets.shape[0]
     phi2_w, phi2_k, d_p4 = np.empty((n_sets, 6)), np.empty((n_sets, 6)), np.zeros(n_sets)
-    r4 = np.empty((4, 4))
+    phi2_of, inverse_det_of = _pair_tables(corr)
+    r4, phi2, inverse_det = np.empty((4, 4)), np.empty(6), np.empty(6)
     for s in range(n_sets):
-        units = sets[s]
         for a in range(4):
             for b in range(4):
-                r4[a, b] = 1.0 if a == b else corr[units[a], units[b]]
-        _pair_terms(r4, phi2_w[s], phi2_k[s])
+                r4[a, b] = 1.0 if a == b else corr[sets[s, a], sets[s, b]]
         for p in range(6):
-            d_p4[s] += phi2_w[s, p] * corr_rate[units[_PAIR_TABLE[p, 0]], units[_PAIR_TABLE[p, 1]]]
+            first, second = sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]
+            phi2[p], inverse_det[p] = phi2_of[first, second], inverse_det_of[first, second]
+        _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s)
+        for p in range(6):
+            d_p4[s] += phi2_w[s, p] * corr_rate[sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]]
     return phi2_w, phi2_k, d_p4
 
 
 @_jit
-def _relu_rate(q, corr, corr_rate, p4, phi2_w, phi2_k, r4, rate4):
-    """``dF/dt`` of the quadruple ``q`` (4,) in role order (step, step, relu, relu), given the
-    ``phi2 W`` and ``phi2 K`` (6,) of its pairs in role order; ``r4``, ``rate4`` are work arrays."""
+def _relu_rate(quadruples, row, corr, corr_rate, p4, phi2_w, phi2_k, r4, rate4):
+    """``dF/dt`` of the quadruple ``quadruples[row]`` (4,) in role order (step, step, relu, relu),
+    given the ``phi2 W`` and ``phi2 K`` (6,) of its pairs in role order; ``r4``, ``rate4`` are
+    work arrays."""
     for a in range(4):
-        for b in range(4):
-            r4[a, b] = 1.0 if a == b else corr[q[a], q[b]]
-            rate4[a, b] = 0.0 if a == b else corr_rate[q[a], q[b]]
+        r4[a, a] = 1.0
+    for p in range(6):
+        a, b = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1]
+        unit_a, unit_b = quadruples[row, a], quadruples[row, b]
+        r4[a, b] = r4[b, a] = corr[unit_a, unit_b]
+        rate4[a, b] = rate4[b, a] = corr_rate[unit_a, unit_b]
     mixed = 0.0
     for t in range(_MIXED_TERMS.shape[0]):
         pair, a, j, b, partner = _MIXED_TERMS[t, 0], _MIXED_TERMS[t, 1], _MIXED_TERMS[t, 2], _MIXED_TERMS[t, 3], _MIXED_TERMS[t, 4]
@@ -377,23 +399,29 @@ def _finite_lr_term(sd, corr, state, K, noise, tables):
     # labels divide by sqrt(1 - rho^2) = 0, and the units are merged by value instead.
     by_value = _any_exactly_aligned(corr)
     form_value = np.empty(forms.shape[0])
+    # Rows are read by element, not as row views: a view costs a reference count (atomic
+    # operations), which in these loops took as long as the arithmetic.
     if not by_value:
         for f in range(forms.shape[0]):
-            form = forms[f]
-            form_value[f] = _reduced_form(form[0], form[1], form[2], form[3], form[4], corr, arcsin, root)
+            form_value[f] = _reduced_form(forms[f, 0], forms[f, 1], forms[f, 2], forms[f, 3], forms[f, 4],
+                                          corr, arcsin, root)
     same, representative = np.empty((4, 4), np.bool_), np.empty(4, np.int64)
     power, order = np.empty(4, np.int64), np.empty(4, np.int64)
     out = np.zeros((K, K))
-    for row in range(quadruples.shape[0]):
-        q = quadruples[row]
-        index = state_index[row]
-        if index >= 0:
-            value = state[half + index]
-        elif by_value:
-            value = _merged_value(q, corr, arcsin, root, same, representative, power, order)
-        else:
-            value = form_value[form_of[row]]
-        out[q[0], q[1]] += weight[row % n_pairs] * max(value, 0.0) * sd[q[2]] * sd[q[3]]
+    # Rows come in blocks of one (k, l) with every (i, j) in weight order (see _carried_tables).
+    for block in range(quadruples.shape[0] // n_pairs):
+        total = 0.0
+        for pair in range(n_pairs):
+            row = block * n_pairs + pair
+            index = state_index[row]
+            if index >= 0:
+                value = state[half + index]
+            elif by_value:
+                value = _merged_value(quadruples[row], corr, arcsin, root, same, representative, power, order)
+            else:
+                value = form_value[form_of[row]]
+            total += weight[pair] * max(value, 0.0) * sd[quadruples[row, 2]] * sd[quadruples[row, 3]]
+        out[quadruples[block * n_pairs, 0], quadruples[block * n_pairs, 1]] = total
     for k in range(K):
         for l in range(k):
             out[k, l] = out[l, k]
@@ -408,8 +436,11 @@ def _finite_lr_term(sd, corr, state, K, noise, tables):
 
 
 @_jit
-def velocity(y, model, out):
+def velocity(y, model, out, overlaps_only):
     """Write ``dy/dt`` of the flat state ``y = (Q, R[, P4, F])`` into ``out``.
+
+    With ``overlaps_only``, only the overlaps' part of ``out`` (the first ``K (K + M)`` entries)
+    is written: the carried state's own rates, most of the cost, are skipped.
 
     NaN everywhere when ``y`` is not finite or beyond the model's bound: a Runge-Kutta trial
     stage out of range, which the integrator rejects.
@@ -442,7 +473,7 @@ def velocity(y, model, out):
         for m in range(M):
             out[K * K + k * M + m] = rate[k, K + m]
             rate[K + m, k] = rate[k, K + m]
-    if carried:
+    if carried and not overlaps_only:
         _carried_rates(sd, corr, rate, y[n_overlaps:], tables, out[n_overlaps:])
 
 
@@ -452,12 +483,14 @@ def _carried_rates(sd, corr, rate, state, tables, out):
     quadruples, state_index, _, _, _, sets, set_of, pair_map = tables
     n = sd.size
     # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
+    inverse_sd, relative = np.empty(n), np.empty(n)
+    for a in range(n):
+        inverse_sd[a] = 1.0 / sd[a]
+        relative[a] = 0.5 * rate[a, a] * inverse_sd[a] * inverse_sd[a]
     corr_rate = np.empty((n, n))
     for a in range(n):
         for b in range(n):
-            relative_a = rate[a, a] / (2.0 * sd[a] * sd[a])
-            relative_b = rate[b, b] / (2.0 * sd[b] * sd[b])
-            corr_rate[a, b] = rate[a, b] / (sd[a] * sd[b]) - corr[a, b] * (relative_a + relative_b)
+            corr_rate[a, b] = rate[a, b] * inverse_sd[a] * inverse_sd[b] - corr[a, b] * (relative[a] + relative[b])
     set_w, set_k, set_dp4 = _set_terms(sets, corr, corr_rate)
     half = state.size // 2
     r4, rate4, phi2_w, phi2_k = np.empty((4, 4)), np.empty((4, 4)), np.empty(6), np.empty(6)
@@ -469,7 +502,7 @@ def _carried_rates(sd, corr, rate, state, tables, out):
                 phi2_w[p] = set_w[s, pair_map[index, p]]
                 phi2_k[p] = set_k[s, pair_map[index, p]]
             out[index] = set_dp4[s]
-            out[half + index] = _relu_rate(quadruples[row], corr, corr_rate, state[index], phi2_w, phi2_k, r4, rate4)
+            out[half + index] = _relu_rate(quadruples, row, corr, corr_rate, state[index], phi2_w, phi2_k, r4, rate4)
 
 
 @_jit

@@ -77,12 +77,14 @@ def _initial_step(y0, f0, f1, h0, t_bound, rtol, atol):
 
 
 @_jit
-def _trial_point(y, h, stages, s):
-    """``y + h sum_r A[s, r] k_r``: where stage ``s`` evaluates the velocity."""
-    trial = y.copy()
-    for r in range(s):
-        if _A[s, r] != 0.0:
-            trial += (h * _A[s, r]) * stages[r]
+def _trial_point(y, h, stages, s, trial):
+    """Write ``y + h sum_r A[s, r] k_r`` into ``trial`` and return it: where stage ``s``
+    evaluates the velocity (written element by element: array expressions allocate)."""
+    for a in range(y.size):
+        total = 0.0
+        for r in range(s):
+            total += _A[s, r] * stages[r, a]
+        trial[a] = y[a] + h * total
     return trial
 
 
@@ -105,15 +107,18 @@ def _error_norm(stages, h, scale):
 
 
 @_jit
-def _dense_coefficients(y_old, y_new, f_new, h, stages):
-    """The order-7 interpolant of an accepted step, shape (7, n), from all 16 stages."""
+def _dense_coefficients(y_old, y_new, f_new, h, stages, n_exact):
+    """The interpolant of an accepted step, shape (7, n): of order 7 for the first ``n_exact``
+    components, from all 16 stages; cubic Hermite for the others."""
     n = y_old.size
-    out = np.empty((7, n))
+    out = np.zeros((7, n))
     for a in range(n):
         delta = y_new[a] - y_old[a]
         out[0, a] = delta
         out[1, a] = h * stages[0, a] - delta
         out[2, a] = 2.0 * delta - h * (f_new[a] + stages[0, a])
+        if a >= n_exact:
+            continue
         for row in range(4):
             total = 0.0
             for s in range(stages.shape[0]):
@@ -158,7 +163,7 @@ def _event_root(which, coefficients, y_old, t_old, h, g_old, g_new, n_monitor, l
         if not (low < x < high):
             x = 0.5 * (low + high)
         y = _interpolate(coefficients, y_old, x)
-        velocity(y, model, f)
+        velocity(y, model, f, True)
         g = _events(y, f, n_monitor, lr, tol, bound)[which]
         if (g >= 0.0) == (g_low >= 0.0):
             low, g_low = x, g
@@ -188,18 +193,18 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     trajectory anywhere in ``[0, t_end]`` with :func:`dense_values`.
     """
     n = y0.size
-    stages = np.empty((_A.shape[0], n))
+    stages, trial = np.empty((_A.shape[0], n)), np.empty(n)
     capacity = 64
     starts, lengths = np.empty(capacity), np.empty(capacity)
     states, interpolants = np.empty((capacity, n)), np.empty((capacity, 7, n))
     t, y = 0.0, y0.copy()
     f = np.empty(n)
-    velocity(y, model, f)
+    velocity(y, model, f, False)
     # The right-hand side is called from this function (and the event search) only: every
     # compiled caller re-optimises its whole call tree, which sets the compile time.
     h0 = _first_trial_step(y, f, t_bound, rtol, atol)
     f1 = np.empty(n)
-    velocity(y + h0 * f, model, f1)
+    velocity(y + h0 * f, model, f1, False)
     nfev = 2
     h_abs = _initial_step(y, f, f1, h0, t_bound, rtol, atol)
     g = _events(y, f, n_monitor, lr, tol, bound)
@@ -216,11 +221,14 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             h = t_new - t
             stages[0] = f
             for s in range(1, _N_STAGES):
-                velocity(_trial_point(y, h, stages, s), model, stages[s])
-            y_new = y.copy()
-            for s in range(_N_STAGES):
-                y_new += (h * _B[s]) * stages[s]
-            velocity(y_new, model, stages[_N_STAGES])
+                velocity(_trial_point(y, h, stages, s, trial), model, stages[s], False)
+            y_new = np.empty(n)
+            for a in range(n):
+                total = 0.0
+                for s in range(_N_STAGES):
+                    total += _B[s] * stages[s, a]
+                y_new[a] = y[a] + h * total
+            velocity(y_new, model, stages[_N_STAGES], False)
             nfev += _N_STAGES
             scale = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
             error = _error_norm(stages, h, scale)
@@ -239,10 +247,15 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             lengths = np.concatenate((lengths, np.empty(capacity - n_steps)))
             states = np.concatenate((states, np.empty((capacity - n_steps, n))))
             interpolants = np.concatenate((interpolants, np.empty((capacity - n_steps, 7, n))))
-        for s in range(_N_STAGES + 1, stages.shape[0]):  # three more stages for the interpolant
-            velocity(_trial_point(y, h, stages, s), model, stages[s])
+        # Three more stages for the interpolant. The last enters nothing but the interpolant, and
+        # the carried state's interpolant serves only the event search: that stage is evaluated
+        # for the overlaps alone (the carried rates are most of the cost of a velocity) and the
+        # carried state gets the cubic Hermite interpolant (see _dense_coefficients).
+        for s in range(_N_STAGES + 1, stages.shape[0]):
+            overlaps_only = s == stages.shape[0] - 1
+            velocity(_trial_point(y, h, stages, s, trial), model, stages[s], overlaps_only)
         nfev += stages.shape[0] - _N_STAGES - 1
-        coefficients = _dense_coefficients(y, y_new, f_new, h, stages)
+        coefficients = _dense_coefficients(y, y_new, f_new, h, stages, n_monitor)
         starts[n_steps], lengths[n_steps], states[n_steps], interpolants[n_steps] = t, h, y, coefficients
         n_steps += 1
         g_new = _events(y_new, f_new, n_monitor, lr, tol, bound)

@@ -182,15 +182,41 @@ def _relu4_distinct(corr, labels=None, orthant=False):
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         set_corr = corr[first[:, None, None], order[first][:, :, None], order[first][:, None, :]]
-        mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4)
         pair_of_role = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]  # (n, 6)
-        rows = inverse[:, None]
-        kappa_step_pair = kappa[inverse, pair_of_role[:, 0]]
-        mu, rho, g = mu[rows, pair_of_role], rho[rows, pair_of_role], g[rows, pair_of_role]
+        value, set_orthant = _relu4_on_sets(corr, set_corr, inverse, pair_of_role)
+        return (value, set_orthant[inverse]) if orthant else value
     value = _relu4_from_moments(corr, mu, kappa_step_pair, rho, g)
     if orthant:
         return value, _orthant_from_moments(mu, rho, g)
     return value
+
+
+def _relu4_on_sets(corr, set_corr, set_of, pair_of_role):
+    """Four-point expectations of quadruples that share the path integrals of their sets.
+
+    Parameters
+    ----------
+    corr : ndarray, shape (n, 4, 4)
+        Correlations of the quadruples, roles (step, step, relu, relu), four distinct variables.
+    set_corr : ndarray, shape (n_sets, 4, 4)
+        Correlations of each set of four variables in one fixed order.
+    set_of : ndarray, shape (n,)
+        The set of each quadruple.
+    pair_of_role : ndarray, shape (n, 6)
+        For each pair of roles (``_PAIRS`` order), the pair of its set (``_PAIRS`` order).
+
+    Returns
+    -------
+    value : ndarray, shape (n,)
+        ``E[step step relu relu]`` of each quadruple.
+    set_orthant : ndarray, shape (n_sets,)
+        The orthant probability ``P4`` of each set.
+    """
+    mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4)
+    rows = set_of[:, None]
+    value = _relu4_from_moments(corr, mu[rows, pair_of_role], kappa[set_of, pair_of_role[:, 0]],
+                                rho[rows, pair_of_role], g[rows, pair_of_role])
+    return value, _orthant_from_moments(mu, rho, g)
 
 
 # A merged class of duplicated variables is one variable x raised to the number of relus it

@@ -37,7 +37,7 @@ import functools
 
 import numpy as np
 
-from .fourpoint import _REDUCED_FORMS, _reduction, _relu4_distinct, _unit_quadruples
+from .fourpoint import _PAIR_INDEX, _PAIRS, _REDUCED_FORMS, _reduction, _relu4_on_sets, _unit_quadruples
 
 __all__ = []  # internal to the ODE
 
@@ -90,8 +90,11 @@ class CarriedFourPoint:
 
     Of the quadruples ``(k, l, i, j)`` of the ``eta^2`` sum (students ``k <= l``, units
     ``i <= j``), ``distinct`` marks those of four distinct units, ``carried`` (n, 4) lists them
-    and ``repeated_cases`` reduces the others. The carried state is ``(P4, F)`` of the carried
-    quadruples, concatenated, shape (2 n,). Internal to the ODE.
+    and ``repeated_cases`` reduces the others. Quadruples of the same four units share their
+    path integrals and the derivatives of their pairs: ``sets`` (n_sets, 4) lists the sets of
+    four units (sorted), ``set_of`` (n,) gives each carried quadruple's set and ``pair_map``
+    (n, 6) the set's pair for each pair of roles (``_PAIRS`` order). The carried state is
+    ``(P4, F)`` of the carried quadruples, concatenated, shape (2 n,). Internal to the ODE.
     """
 
     def __init__(self, n_students, n_teachers):
@@ -103,6 +106,10 @@ class CarriedFourPoint:
         self.carried = q[self.distinct]
         self.repeated = q[~self.distinct]
         self.repeated_cases = _repeated_unit_cases(self.repeated)
+        sets, set_of = np.unique(np.sort(self.carried, axis=1), axis=0, return_inverse=True)
+        position = np.argsort(np.argsort(self.carried, axis=1), axis=1)  # rank of each role's unit in its set
+        self.sets, self.set_of = sets, set_of.reshape(-1)
+        self.pair_map = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]
 
     def initial_state(self, omega):
         """Exact ``(P4, F)`` by quadrature for the joint overlaps ``omega`` (n, n), shape (2 n,)."""
@@ -110,8 +117,9 @@ class CarriedFourPoint:
         # P4 from the path moments of F (43 nodes): within 1e-12 of the 73-node orthant rule for
         # generic correlations, and one path integral per set of four units instead of two.
         quadruple_corr = corr[self.carried[:, :, None], self.carried[:, None, :]]
-        f, p4 = _relu4_distinct(quadruple_corr, labels=self.carried, orthant=True)
-        return np.concatenate([p4, f])
+        set_corr = corr[self.sets[:, :, None], self.sets[:, None, :]]
+        f, set_p4 = _relu4_on_sets(quadruple_corr, set_corr, self.set_of, self.pair_map)
+        return np.concatenate([set_p4[self.set_of], f])
 
 
 @functools.lru_cache(maxsize=64)

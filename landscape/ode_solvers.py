@@ -105,7 +105,7 @@ def solve_compiled(Q0, R0, T, lr, t_max, noise, tol, rtol, atol, bound, carried)
     model = flow_model(T, lr, noise, K, bound, carried)
     y0 = np.concatenate(parts)
     f0 = np.empty_like(y0)
-    velocity(y0, model, f0)
+    velocity(y0, model, f0, True)
     if np.linalg.norm(f0[:n]) / lr <= tol:
         return _at_rest(y0[:n], 0.0)
     status, t_end, y_end, steps, n_steps, _ = dop853.integrate(

@@ -35,7 +35,7 @@ QUADRUPLE = np.array([[0, 1, 2, 3]], dtype=np.int64)
 def _derivatives(corr, rate, p4):
     """Compiled ``dP4/dt`` and ``dF/dt`` of the quadruple (0, 1, 2, 3) for correlation rates ``rate``."""
     phi2_w, phi2_k, d_p4 = _set_terms(QUADRUPLE, corr, rate)
-    d_f = _relu_rate(QUADRUPLE[0], corr, rate, float(p4), phi2_w[0], phi2_k[0], np.empty((4, 4)), np.empty((4, 4)))
+    d_f = _relu_rate(QUADRUPLE, 0, corr, rate, float(p4), phi2_w[0], phi2_k[0], np.empty((4, 4)), np.empty((4, 4)))
     return d_p4[0], d_f
 
 
@@ -151,7 +151,7 @@ def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
 
     def rhs(_t, y):
         out = np.empty_like(y)
-        velocity(y, model, out)
+        velocity(y, model, out, False)
         return out
 
     y0 = np.concatenate([Q0.ravel(), R0.ravel(), carrier.initial_state(np.block([[Q0, R0], [R0.T, T]]))])
@@ -184,10 +184,18 @@ def test_flow_converging_onto_the_global_minimum_hands_over_to_the_quadrature():
     assert carried_four_point_applies(Q, R, T)
     trajectory = integrate_ode(Q, R, T, 0.5, 5000.0)
     assert trajectory.status is FlowStatus.CONVERGED
-    assert trajectory.loss[-1] < 1e-12
+    # At alignment the loss is sqrt-sensitive to the overlaps (sqrt(q t - r^2) terms): overlaps
+    # within ~1e-9 of the minimum (the tolerances) give a loss near 1e-9, not below it (the
+    # quadrature-only run ends on a loss rounded to 0, a compiled run on 8e-13 or 8e-10 by how
+    # rounding falls). The minimum itself is checked on the overlaps.
+    assert trajectory.loss[-1] < 1e-8
     assert np.allclose(trajectory.R[-1], T, atol=1e-5)
     quadrature = integrate_ode(Q, R, T, 0.5, 5000.0, four_point="quadrature")
     assert quadrature.t[-1] == pytest.approx(trajectory.t[-1], rel=0.05)
+    # Regression: the quadrature run after the handover (units within 1e-8 of alignment, where
+    # the velocity is not smooth in the overlaps) used the run's tolerances, and its order-7
+    # interpolant rang by up to 1.3e-5 in R between accurate step ends (seen when a change of
+    # rounding moved the handover). That tail now runs at tighter tolerances.
     for k in range(2):  # close to the end the overlaps' 1e-9 errors are sqrt-amplified in the loss
         for m in range(2):
             expected = np.interp(trajectory.t, quadrature.t, quadrature.R[:, k, m])

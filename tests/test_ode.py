@@ -44,8 +44,11 @@ def test_flow_from_near_the_global_minimum_converges_back():
     R = np.array([[1.0, 0.05], [0.02, 0.93]])
     trajectory = integrate_ode(Q, R, T, 0.5, 5000.0, eta2=True)
     assert trajectory.success, trajectory.message
-    assert trajectory.loss[-1] < 1e-12
+    # The loss is sqrt-sensitive to the overlaps at alignment: ~1e-9 accurate overlaps give a
+    # final loss anywhere below ~1e-9 (see test_fourpoint_flow); the minimum is checked on Q, R.
+    assert trajectory.loss[-1] < 1e-8
     assert np.allclose(trajectory.R[-1], T, atol=1e-5)
+    assert np.allclose(trajectory.Q[-1], T, atol=1e-5)
 
 
 def test_too_large_learning_rate_is_reported_as_diverged():
