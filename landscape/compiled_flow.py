@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .fourpoint import _TERM_A, _TERM_B, _TERM_J, _TERM_PARTNER, _TERM_TO_PAIR, _unit_quadruples
+from .fourpoint import _unit_quadruples
 from .fourpoint_flow import carried_four_point
 from .gaussian import _TINY
 from .orthant import _PAIRS
@@ -33,9 +33,6 @@ __all__ = []  # internal to the ODE
 
 _TWO_PI = 2.0 * math.pi
 # Mixed Stein terms (pair, a, j, b, partner) of landscape.fourpoint._mixed_terms, one row each.
-_MIXED_TERMS = np.stack(
-    [np.argmax(_TERM_TO_PAIR, axis=1), _TERM_A, _TERM_J, _TERM_B, _TERM_PARTNER], axis=1
-).astype(np.int64)
 _PAIR_TABLE = _PAIRS.astype(np.int64)
 # Smallest 1 - rho^2 of a pair in the derivatives (a few ulps).
 _DET_PAIR_FLOOR = 1e-15
@@ -81,6 +78,7 @@ def _read_only(tables):
 _NO_TABLES = _read_only((
     np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 5), np.int64),
     np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.int64),
+    np.zeros((0, 4), np.int64),
 ))
 
 
@@ -95,7 +93,7 @@ def _carried_tables(n_students, n_teachers):
     power) and ``form_of`` (n,): the form of each quadruple with a repeated unit, -1 otherwise;
     ``sets`` (n_sets, 4): the sets of four distinct units, sorted; ``set_of`` (n_carried,): the
     set of each carried quadruple; ``pair_map`` (n_carried, 6): the set's pair for each pair of
-    roles (``_PAIRS`` order).
+    roles (``_PAIRS`` order); ``carried`` (n_carried, 4): the carried quadruples, in state order.
     """
     carrier = carried_four_point(n_students, n_teachers)
     quadruples, _, (i, j) = _unit_quadruples(n_students, n_students + n_teachers)
@@ -114,7 +112,8 @@ def _carried_tables(n_students, n_teachers):
     forms, repeated_form = np.unique(reduced[~distinct], axis=0, return_inverse=True)
     form_of = np.full(quadruples.shape[0], -1, dtype=np.int64)
     form_of[~distinct] = repeated_form.reshape(-1)
-    tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map)
+    tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map,
+              carrier.carried)
     return _read_only(tuple(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
 
 
@@ -211,9 +210,9 @@ def _angle_tables(corr):
     n = corr.shape[0]
     arcsin, root = np.empty((n, n)), np.empty((n, n))
     for a in range(n):
-        for b in range(n):
-            arcsin[a, b] = _asin(corr[a, b])
-            root[a, b] = _root(corr[a, b])
+        for b in range(a + 1):
+            arcsin[a, b] = arcsin[b, a] = _asin(corr[a, b])
+            root[a, b] = root[b, a] = _root(corr[a, b])
     return arcsin, root
 
 
@@ -359,23 +358,31 @@ def _set_terms(sets, corr, corr_rate):
 
 
 @_jit
-def _relu_rate(quadruples, row, corr, corr_rate, p4, phi2_w, phi2_k, r4, rate4):
-    """``dF/dt`` of the quadruple ``quadruples[row]`` (4,) in role order (step, step, relu, relu),
-    given the ``phi2 W`` and ``phi2 K`` (6,) of its pairs in role order; ``r4``, ``rate4`` are
-    work arrays."""
-    for a in range(4):
-        r4[a, a] = 1.0
-    for p in range(6):
-        a, b = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1]
-        unit_a, unit_b = quadruples[row, a], quadruples[row, b]
-        r4[a, b] = r4[b, a] = corr[unit_a, unit_b]
-        rate4[a, b] = rate4[b, a] = corr_rate[unit_a, unit_b]
-    mixed = 0.0
-    for t in range(_MIXED_TERMS.shape[0]):
-        pair, a, j, b, partner = _MIXED_TERMS[t, 0], _MIXED_TERMS[t, 1], _MIXED_TERMS[t, 2], _MIXED_TERMS[t, 3], _MIXED_TERMS[t, 4]
-        mixed += rate4[a, b] * (r4[partner, j] - r4[partner, a] * r4[a, j]) * phi2_w[pair]
-    # Pair 0 of _PAIRS is the step pair (0, 1), pair 5 the relu pair (2, 3).
-    return p4 * rate4[2, 3] + phi2_k[0] * rate4[0, 1] + mixed
+def _relu_rate(carried, index, corr, corr_rate, p4, set_w, set_k, s, pair_map):
+    """``dF/dt`` of the carried quadruple ``carried[index]`` (roles step, step, relu, relu), whose
+    set ``s`` has the ``phi2 W``, ``phi2 K`` rows ``set_w[s]``, ``set_k[s]``, with the set's pair
+    ``pair_map[index, p]`` for each pair of roles ``p`` (``_PAIRS`` order).
+
+    ``dF/dt = P4 d rho_23 + phi2 K_01 d rho_01 +`` the twelve Stein terms of
+    :func:`landscape.fourpoint._mixed_terms`, ``d rho_ab C'_{b'j} phi2 W_aj`` with
+    ``C'_{b'j} = rho_b'j - rho_b'a rho_aj``, written out by pair ``{a, j}`` (a loop over that
+    table took five times as long; a test checks the two agree).
+    """
+    u0, u1, u2, u3 = carried[index, 0], carried[index, 1], carried[index, 2], carried[index, 3]
+    r01, r02, r03 = corr[u0, u1], corr[u0, u2], corr[u0, u3]
+    r12, r13, r23 = corr[u1, u2], corr[u1, u3], corr[u2, u3]
+    d01, d02, d03 = corr_rate[u0, u1], corr_rate[u0, u2], corr_rate[u0, u3]
+    d12, d13, d23 = corr_rate[u1, u2], corr_rate[u1, u3], corr_rate[u2, u3]
+    w01, w02, w03 = set_w[s, pair_map[index, 0]], set_w[s, pair_map[index, 1]], set_w[s, pair_map[index, 2]]
+    w12, w13 = set_w[s, pair_map[index, 3]], set_w[s, pair_map[index, 4]]
+    mixed = (
+        w01 * (d02 * (r13 - r03 * r01) + d03 * (r12 - r02 * r01) + d12 * (r03 - r13 * r01) + d13 * (r02 - r12 * r01))
+        + w02 * (d02 * (r23 - r03 * r02) + d03 * (1.0 - r02 * r02))
+        + w03 * (d02 * (1.0 - r03 * r03) + d03 * (r23 - r02 * r03))
+        + w12 * (d12 * (r23 - r13 * r12) + d13 * (1.0 - r12 * r12))
+        + w13 * (d12 * (1.0 - r13 * r13) + d13 * (r23 - r12 * r13))
+    )
+    return p4 * d23 + set_k[s, pair_map[index, 0]] * d01 + mixed
 
 
 @_jit
@@ -391,7 +398,7 @@ def _any_exactly_aligned(corr):
 @_jit
 def _finite_lr_term(sd, corr, state, K, noise, tables):
     """The ``eta^2`` expectation (K, K) from the carried state and the closed forms."""
-    quadruples, state_index, weight, forms, form_of, _, _, _ = tables
+    quadruples, state_index, weight, forms, form_of = tables[:5]
     n_pairs = weight.size
     half = state.size // 2
     arcsin, root = _angle_tables(corr)
@@ -480,7 +487,7 @@ def velocity(y, model, out, overlaps_only):
 @_jit
 def _carried_rates(sd, corr, rate, state, tables, out):
     """Time derivatives of the carried ``(P4, F)`` from those of the overlaps ``rate`` (n, n)."""
-    quadruples, state_index, _, _, _, sets, set_of, pair_map = tables
+    sets, set_of, pair_map, carried = tables[5:]
     n = sd.size
     # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
     inverse_sd, relative = np.empty(n), np.empty(n)
@@ -493,16 +500,10 @@ def _carried_rates(sd, corr, rate, state, tables, out):
             corr_rate[a, b] = rate[a, b] * inverse_sd[a] * inverse_sd[b] - corr[a, b] * (relative[a] + relative[b])
     set_w, set_k, set_dp4 = _set_terms(sets, corr, corr_rate)
     half = state.size // 2
-    r4, rate4, phi2_w, phi2_k = np.empty((4, 4)), np.empty((4, 4)), np.empty(6), np.empty(6)
-    for row in range(quadruples.shape[0]):
-        index = state_index[row]
-        if index >= 0:
-            s = set_of[index]
-            for p in range(6):
-                phi2_w[p] = set_w[s, pair_map[index, p]]
-                phi2_k[p] = set_k[s, pair_map[index, p]]
-            out[index] = set_dp4[s]
-            out[half + index] = _relu_rate(quadruples, row, corr, corr_rate, state[index], phi2_w, phi2_k, r4, rate4)
+    for index in range(carried.shape[0]):
+        s = set_of[index]
+        out[index] = set_dp4[s]
+        out[half + index] = _relu_rate(carried, index, corr, corr_rate, state[index], set_w, set_k, s, pair_map)
 
 
 @_jit

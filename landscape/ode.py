@@ -33,8 +33,6 @@ class _CarriedFailed(Exception):
 
 
 _FOUR_POINT_METHODS = ("auto", "carried", "quadrature")
-# Tolerances of the quadrature run that takes over near alignment (see _integrate).
-_ALIGNED_RTOL, _ALIGNED_ATOL = 1e-10, 1e-13
 
 
 def _time_grid(t_end, n_points):
@@ -146,11 +144,6 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
             # continues from the last accepted step.
             if strict:
                 raise _CarriedFailed
-            # Near alignment the velocity is not smooth in the overlaps (terms in (1 - rho)^(3/2)),
-            # and at the run's tolerances the order-7 interpolant rings between accurate step ends
-            # (1e-5 in R seen on a flow converging onto its teacher); tighter tolerances there
-            # cost ~20% of the quadrature tail and smooth the output.
-            settings.update(rtol=min(rtol, _ALIGNED_RTOL), atol=min(atol, _ALIGNED_ATOL))
             pieces.append(solve_numpy(first.y_end, first.t_end, K, T, eta2=eta2, **settings))
     return _trajectory(pieces, K, T, n_points)
 

@@ -10,7 +10,16 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from landscape.config import InitSpec, RunConfig
-from landscape.fourpoint import _relu4_distinct, finite_lr_expectation, relu_four_point
+from landscape.fourpoint import (
+    _TERM_A,
+    _TERM_B,
+    _TERM_J,
+    _TERM_PARTNER,
+    _TERM_TO_PAIR,
+    _relu4_distinct,
+    finite_lr_expectation,
+    relu_four_point,
+)
 from landscape.compiled_flow import (
     _angle_tables,
     _any_exactly_aligned,
@@ -35,8 +44,32 @@ QUADRUPLE = np.array([[0, 1, 2, 3]], dtype=np.int64)
 def _derivatives(corr, rate, p4):
     """Compiled ``dP4/dt`` and ``dF/dt`` of the quadruple (0, 1, 2, 3) for correlation rates ``rate``."""
     phi2_w, phi2_k, d_p4 = _set_terms(QUADRUPLE, corr, rate)
-    d_f = _relu_rate(QUADRUPLE, 0, corr, rate, float(p4), phi2_w[0], phi2_k[0], np.empty((4, 4)), np.empty((4, 4)))
+    d_f = _relu_rate(QUADRUPLE, 0, corr, rate, float(p4), phi2_w, phi2_k, 0, np.arange(6)[None, :])
     return d_p4[0], d_f
+
+
+def test_written_out_mixed_terms_equal_the_stein_table():
+    # _relu_rate writes the twelve Stein terms out by hand (for speed); the quadrature's
+    # landscape.fourpoint._mixed_terms table is their definition. Random roles and set pairs.
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        corr = _random_correlation(rng)
+        rate = rng.normal(size=(4, 4))
+        rate = rate + rate.T
+        roles = rng.permutation(4)
+        set_w, set_k = rng.uniform(0.0, 1.0, size=(2, 3, 6))
+        pair_map = rng.permutation(6)[None, :]
+        p4 = rng.uniform()
+        labels = roles[None, :].astype(np.int64)
+        role_corr, role_rate = corr[np.ix_(roles, roles)], rate[np.ix_(roles, roles)]
+        w = set_w[1, pair_map[0]]
+        mixed = np.sum(
+            role_rate[_TERM_A, _TERM_B]
+            * (role_corr[_TERM_PARTNER, _TERM_J] - role_corr[_TERM_PARTNER, _TERM_A] * role_corr[_TERM_A, _TERM_J])
+            * (_TERM_TO_PAIR @ w)
+        )
+        expected = p4 * role_rate[2, 3] + set_k[1, pair_map[0, 0]] * role_rate[0, 1] + mixed
+        assert _relu_rate(labels, 0, corr, rate, p4, set_w, set_k, 1, pair_map) == pytest.approx(expected, abs=1e-14)
 
 
 def _repeated_values(K, M, omega, by_value):
@@ -192,14 +225,15 @@ def test_flow_converging_onto_the_global_minimum_hands_over_to_the_quadrature():
     assert np.allclose(trajectory.R[-1], T, atol=1e-5)
     quadrature = integrate_ode(Q, R, T, 0.5, 5000.0, four_point="quadrature")
     assert quadrature.t[-1] == pytest.approx(trajectory.t[-1], rel=0.05)
-    # Regression: the quadrature run after the handover (units within 1e-8 of alignment, where
-    # the velocity is not smooth in the overlaps) used the run's tolerances, and its order-7
-    # interpolant rang by up to 1.3e-5 in R between accurate step ends (seen when a change of
-    # rounding moved the handover). That tail now runs at tighter tolerances.
+    # Near alignment the velocity is not smooth in the overlaps ((1 - rho)^(3/2) terms): there the
+    # order-7 interpolant of either run can ring between accurate step ends, by up to 1.3e-5 in R
+    # here (seen when a change of rounding moved the handover). Tighter tolerances in that tail
+    # smooth it but, at rtol 1e-10, run into the quadrature's own accuracy and crawl (the plateau
+    # preset below took minutes), so the comparison allows for it.
     for k in range(2):  # close to the end the overlaps' 1e-9 errors are sqrt-amplified in the loss
         for m in range(2):
             expected = np.interp(trajectory.t, quadrature.t, quadrature.R[:, k, m])
-            assert np.allclose(trajectory.R[:, k, m], expected, atol=1e-5, rtol=0)
+            assert np.allclose(trajectory.R[:, k, m], expected, atol=3e-5, rtol=0)
     with pytest.raises(ValueError, match="cannot finish this run: two units came within 1e-8 of alignment"):
         integrate_ode(Q, R, T, 0.5, 5000.0, four_point="carried")
 
