@@ -82,7 +82,7 @@ def _flow_rows():
     return rows
 
 
-def _ode_vs_sgd_rows(d=1000, horizons=(20.0, 200.0)):
+def _ode_vs_sgd_rows(d=1000, horizons=(10.0, 20.0, 50.0, 200.0)):
     # SGD and ODE runs are interleaved, round by round, so that the best of each is taken over
     # the same stretch of this drifting machine (a speed phase lasts seconds: ten ODE runs after
     # all SGD runs could all fall into a slow one).
@@ -93,7 +93,7 @@ def _ode_vs_sgd_rows(d=1000, horizons=(20.0, 200.0)):
         T = config.teacher_matrix()
         variants = [(False, "auto", "off"), (True, "auto", "on (carried, default)")]
         sgd_seconds, ode_seconds = np.inf, {label: np.inf for _, _, label in variants}
-        for _ in range(5 if t_max <= 20 else 2):
+        for _ in range(5 if t_max <= 50 else 2):
             start = time.perf_counter()
             simulation = simulate_sgd(config, d=d, seed=0)
             sgd_seconds = min(sgd_seconds, time.perf_counter() - start)

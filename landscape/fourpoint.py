@@ -30,6 +30,7 @@ import numpy as np
 
 from .orthant import (
     _PAIRS,
+    _RULE_SMOOTH,
     _TINY,
     _as_square_batch,
     _check_symmetric_psd,
@@ -57,6 +58,7 @@ del _p, _i, _j, _k, _l
 
 # Step 1/7 (43 nodes) keeps the four-point expectation within 3e-12 of the converged value for
 # generic matrices and 6e-10 with several nearly aligned units (1 - rho down to 1e-15).
+# Well-conditioned matrices use 16 Gauss-Legendre nodes instead (orthant._RULE_SMOOTH).
 _RULE_RELU4 = _tanh_sinh_rule(1.0 / 7.0, 3.0)
 
 
@@ -172,7 +174,7 @@ def _relu4_distinct(corr, labels=None, orthant=False):
     returns the orthant probabilities ``P4`` (n,) from the same path moments.
     """
     if labels is None:
-        mu, kappa, rho, g = _path_moments(corr, _RULE_RELU4)
+        mu, kappa, rho, g = _path_moments(corr, _RULE_RELU4, _RULE_SMOOTH)
         kappa_step_pair = kappa[:, 0]
     else:
         order, position = _stable_order(labels)  # role r sits at position[r] of its sorted set
@@ -212,7 +214,7 @@ def _relu4_on_sets(corr, set_corr, set_of, pair_of_role):
     set_orthant : ndarray, shape (n_sets,)
         The orthant probability ``P4`` of each set.
     """
-    mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4)
+    mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4, _RULE_SMOOTH)
     rows = set_of[:, None]
     value = _relu4_from_moments(corr, mu[rows, pair_of_role], kappa[set_of, pair_of_role[:, 0]],
                                 rho[rows, pair_of_role], g[rows, pair_of_role])

@@ -203,8 +203,8 @@ def run_flow(config, tol=1e-8, n_points=400):
 def compile_ode():
     """Compile the ODE solver now instead of at the first :func:`integrate_ode` call.
 
-    The right-hand side and the integrator are compiled by numba for this machine: about half a
-    minute the first time, after which numba's on-disk cache (next to the package) loads them in
+    The right-hand side and the integrator are compiled by numba for this machine: about 40
+    seconds the first time, after which numba's on-disk cache (next to the package) loads them in
     about a second per process. The dashboard calls this up front to say what it is waiting for.
 
     Returns

@@ -30,7 +30,9 @@ and rounding errors only matter in a vanishing neighbourhood of ``t = 1``.
 Numerics: the density ``phi2(t rho) ~ 1 / sqrt(1 - t |rho|)`` is absorbed exactly by the
 algebraic substitution ``sqrt(1 - t |rho|) = g + (1 - g) xi``, ``g = sqrt(1 - |rho|)``; the
 remaining endpoint singularities (conditional correlations reaching +-1 as ``t -> 1``) are
-handled by a tanh-sinh rule in ``xi`` on fixed nodes. The polynomials in ``t`` are evaluated
+handled by a tanh-sinh rule in ``xi`` on fixed nodes. Well-conditioned matrices (all
+``|rho| <= 0.7``, smallest eigenvalue ``>= 0.2``) have no such singularity, and the four-point
+expectation uses 16 Gauss-Legendre nodes for them (the same values to ``1e-15``). The polynomials in ``t`` are evaluated
 from factorised forms (eigenvalues of ``R``, ``1 +- rho``) so that nothing cancels near ``t = 1``.
 Exactly duplicated variables (``|rho| = 1``) are merged first and the reduced expectations,
 which are elementary, are evaluated in closed form.
@@ -93,6 +95,20 @@ def _tanh_sinh_rule(step, reach):
 # Step 1/12 (73 nodes): the orthant probability alone is public and cheap (2e-10 in the
 # hardest cases); the four-point expectation uses its own rule (see landscape.fourpoint).
 _RULE_P4 = _tanh_sinh_rule(1.0 / 12.0, 3.0)
+
+
+def _gauss_legendre_rule(n_nodes):
+    """Gauss-Legendre rule on ``[0, 1]`` as ``(xi, 1 - xi, weight)``, like :func:`_tanh_sinh_rule`."""
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    return 0.5 * (1.0 + x), 0.5 * (1.0 - x), 0.5 * w
+
+
+# Well-conditioned matrices (every |rho| <= 0.7, smallest eigenvalue >= 0.2) have integrands
+# analytic on a neighbourhood of [0, 1] in xi: no endpoint singularity for tanh-sinh to absorb.
+# There 16 Gauss-Legendre nodes agree with the tanh-sinh rules to 8e-16 (tested on 20000 random
+# matrices up to the thresholds); :func:`_path_moments` uses them where a smooth rule is given.
+_SMOOTH_MAX_CORRELATION, _SMOOTH_MIN_EIGENVALUE = 0.7, 0.2
+_RULE_SMOOTH = _gauss_legendre_rule(16)
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -215,7 +231,7 @@ def _pair_moments(g, eigenvalues, c1, c2, c3, rule, buffers):
     return np.stack([mu0, mu1, orthant.sum(0)], -1), kernel.sum(0)
 
 
-def _path_moments(corr, rule):
+def _path_moments(corr, rule, smooth_rule=None):
     """Moments of the conditional orthant probabilities along the path, for every pair.
 
     For each pair ``p = (i, j)`` with complement ``(k, l)`` and ``phi2`` absorbed by the
@@ -225,15 +241,33 @@ def _path_moments(corr, rule):
         kappa = int K_p w(xi) dxi                          (K_p = E[relu x_k relu x_l | x_i = x_j = 0])
 
     with ``beta = t`` and ``w(xi) = 1 / sqrt(1 + t |rho_p|)``, so that ``int_0^1 phi2(t rho) f(t) dt``
-    is ``int_0^1 f w dxi / (pi (1 + g))``. The work is done in chunks that keep the temporaries
-    in cache and bound memory for large batches.
+    is ``int_0^1 f w dxi / (pi (1 + g))``. With ``smooth_rule``, the well-conditioned matrices
+    (see ``_RULE_SMOOTH``) use it and the others ``rule``. The work is done in chunks that keep
+    the temporaries in cache and bound memory for large batches.
     """
     n = corr.shape[0]
     rho, g, eigenvalues, c1, c2, c3 = _pair_geometry(corr)
-    g, c1, c2, c3 = (x.reshape(-1) for x in (g.copy(), c1, c2, c3))
-    eigenvalues = np.repeat(eigenvalues, 6, axis=0)
-    size = max(1, min(6 * n, _CHUNK_VALUES // rule[0].size))
+    pair_values = [np.repeat(eigenvalues, 6, axis=0)] + [x.reshape(-1) for x in (g.copy(), c1, c2, c3)]
     mu, kappa = np.empty((6 * n, 3)), np.empty(6 * n)
+    if smooth_rule is None:
+        groups = [(slice(None), rule)]
+    else:
+        off_diagonal = np.abs(corr[:, ~np.eye(4, dtype=bool)])
+        smooth = (np.max(off_diagonal, axis=-1) <= _SMOOTH_MAX_CORRELATION) & (
+            eigenvalues[:, 0] >= _SMOOTH_MIN_EIGENVALUE)
+        smooth = np.repeat(smooth, 6)
+        groups = [(np.flatnonzero(smooth), smooth_rule), (np.flatnonzero(~smooth), rule)]
+    for pairs, group_rule in groups:
+        values = [x[pairs] for x in pair_values]
+        if values[1].size:
+            mu[pairs], kappa[pairs] = _moments_in_chunks(*values, group_rule)
+    return mu.reshape(n, 6, 3), kappa.reshape(n, 6), rho, g
+
+
+def _moments_in_chunks(eigenvalues, g, c1, c2, c3, rule):
+    """:func:`_pair_moments` for a flat list of pairs, in chunks, on threads for large batches."""
+    size = max(1, min(g.size, _CHUNK_VALUES // rule[0].size))
+    mu, kappa = np.empty((g.size, 3)), np.empty(g.size)
 
     def run(starts):
         buffers = np.empty((9, rule[0].size, size))
@@ -243,7 +277,7 @@ def _path_moments(corr, rule):
                 g[chunk], eigenvalues[chunk], c1[chunk], c2[chunk], c3[chunk], rule, buffers
             )
 
-    starts = range(0, 6 * n, size)
+    starts = range(0, g.size, size)
     workers = min(_WORKERS, len(starts) // _CHUNKS_PER_WORKER)
     if workers > 1:
         # numpy releases the GIL inside its loops; the chunks write disjoint slices.
@@ -252,7 +286,7 @@ def _path_moments(corr, rule):
             list(pool.map(run, blocks))
     else:
         run(starts)
-    return mu.reshape(n, 6, 3), kappa.reshape(n, 6), rho, g.reshape(n, 6)
+    return mu, kappa
 
 
 def _orthant_from_moments(mu, rho, g):

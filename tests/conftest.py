@@ -9,7 +9,7 @@ from landscape.ode import compile_ode
 @pytest.fixture(scope="session", autouse=True)
 def compiled_ode_solver():
     # Compile (or load from numba's disk cache) once, before any test runs: on a clean checkout
-    # this takes about half a minute, which would otherwise land in the first test that
+    # this takes about 40 seconds, which would otherwise land in the first test that
     # integrates, e.g. inside an AppTest run with a few seconds of timeout, and the CLI and
     # browser tests' subprocesses find the cache written.
     compile_ode()

@@ -14,7 +14,8 @@ import pytest
 from scipy import special
 from scipy.stats import multivariate_normal
 
-from landscape.fourpoint import finite_lr_expectation, relu_four_point
+from landscape.fourpoint import _RULE_RELU4, finite_lr_expectation, relu_four_point
+from landscape.orthant import _RULE_SMOOTH, _path_moments
 from landscape.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
 
 MC_SAMPLES = 2_000_000
@@ -268,6 +269,39 @@ def test_relu4_against_quadrature_structured(case):
         nodes = 640 if case == "rank3" else 240
         expected = 0.0 if case == "b==-c scaled" else relu4_by_quadrature(cov, nodes=nodes)
         assert relu_four_point(cov) == pytest.approx(expected, abs=2e-9)
+
+
+def test_smooth_rule_equals_tanh_sinh_on_well_conditioned_matrices():
+    # Well-conditioned matrices (|rho| <= 0.7, smallest eigenvalue >= 0.2) use 16 Gauss-Legendre
+    # nodes instead of the 43-node tanh-sinh rule: the moments must agree to rounding, up to the
+    # thresholds. Mixed batches must take each matrix's own rule.
+    rng = np.random.default_rng(12)
+    accepted = []
+    while len(accepted) < 3000:
+        v = rng.standard_normal((4, int(rng.integers(4, 10))))
+        v[1:] += rng.uniform(0.0, 1.5) * v[0]  # towards the thresholds
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        corr = v @ v.T
+        if np.max(np.abs(corr[~np.eye(4, dtype=bool)])) <= 0.7 and np.linalg.eigvalsh(corr)[0] >= 0.2:
+            accepted.append(corr)
+    corr = np.array(accepted)
+    tanh_sinh = _path_moments(corr, _RULE_RELU4)
+    smooth = _path_moments(corr, _RULE_RELU4, _RULE_SMOOTH)
+    gauss_legendre = _path_moments(corr, _RULE_SMOOTH)
+    for fine, split, coarse in zip(tanh_sinh[:2], smooth[:2], gauss_legendre[:2]):
+        assert np.array_equal(split, coarse)
+        assert np.max(np.abs(split - fine)) < 1e-14
+    nearly_aligned = _random_correlation_near_alignment(rng)
+    mixed = _path_moments(np.concatenate([corr[:2], nearly_aligned[None]]), _RULE_RELU4, _RULE_SMOOTH)
+    alone = _path_moments(nearly_aligned[None], _RULE_RELU4)
+    assert np.array_equal(mixed[0][2], alone[0][0]) and np.array_equal(mixed[0][:2], smooth[0][:2])
+
+
+def _random_correlation_near_alignment(rng):
+    v = rng.standard_normal((4, 5))
+    v[1] = v[0] + 1e-4 * rng.standard_normal(5)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v @ v.T
 
 
 def test_relu4_repeated_variables_closed_forms():

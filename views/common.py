@@ -132,10 +132,10 @@ def _compile_solver():
 def compiled_solver():
     """Compile the ODE solver once per server process, saying so while it takes time.
 
-    numba compiles it on the first start on a machine (about half a minute) and caches it on
+    numba compiles it on the first start on a machine (about 40 seconds) and caches it on
     disk; later server starts load it in about a second.
     """
-    with st.spinner("Preparing the compiled ODE solver: about half a minute on the first start on this "
+    with st.spinner("Preparing the compiled ODE solver: about 40 seconds on the first start on this "
                     "machine, then cached..."):
         _compile_solver()
 
