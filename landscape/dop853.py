@@ -6,6 +6,9 @@ error norm, step-size control and initial step -- run as one compiled loop over
 :func:`landscape.compiled_flow.velocity`. For the few dozen state variables of the ODE,
 scipy's per-step Python work costs more than the right-hand side itself; here the whole run
 is a single call. ``solve_ivp`` on the same right-hand side stays the reference in the tests.
+One difference: the interpolant is of order 7 for the overlaps only (the monitored components);
+the carried four-point state, which is never output, gets the cubic Hermite interpolant of its
+step ends, which spares the carried rates at the last interpolation stage.
 
 The events are those of :func:`landscape.ode.integrate_ode`: *converged* when the speed
 ``|d(Q, R)/dt| / lr`` falls to ``tol`` (located on the dense output, as ``solve_ivp`` locates

@@ -20,8 +20,8 @@ for generic covariances and ``6e-10`` in the worst nearly-aligned, nearly-singul
 Near a global minimum the ``eta^2`` term is ``O(delta^2)`` and is obtained to ~1e-12 absolute
 at ``delta = 1e-5``, which is what the rounding of the overlaps allows (~1e-16 / angle per
 term). ``finite_lr_expectation`` costs about 60 ms for ``K = M = 10`` and 1 s for
-``K = M = 20`` on two cores: one path integral (6 pairs x 43 nodes) per set of four distinct
-units.
+``K = M = 20`` on two cores: one path integral (6 pairs x 43 nodes, or 16 for well-conditioned
+sets) per set of four distinct units.
 """
 
 from __future__ import annotations

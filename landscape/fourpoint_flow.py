@@ -2,8 +2,8 @@
 
 The ``eta^2`` term of the ODE needs, for every quadruple of four distinct units, the expectation
 ``F = E[step(a) step(b) relu(c) relu(d)]``, and each costs a path integral
-(:mod:`landscape.fourpoint`, 43 nodes per pair). Along a trajectory, though, ``F`` and the orthant
-probability ``P4`` of each quadruple change by elementary amounts. For unit variances, Price's
+(:mod:`landscape.fourpoint`, 16 to 43 nodes per pair). Along a trajectory, though, ``F`` and
+the orthant probability ``P4`` of each quadruple change by elementary amounts. For unit variances, Price's
 theorem ``dE[g] / d rho_ij = E[d_i d_j g]`` gives::
 
     dP4 / d rho_ij = phi2(rho_ij) W_ij
@@ -15,7 +15,7 @@ with ``W_ij`` and ``K_ij`` the orthant probability and arc-cosine kernel of the 
 given ``x_i = x_j = 0``, and ``C'`` the covariance given ``x_a = 0``: closed forms. So the
 ``(P4, F)`` of every quadruple join the ODE state. Their initial values come from the exact
 quadrature; afterwards they are integrated with the same error control as the overlaps, and one
-right-hand side costs one closed-form evaluation per pair instead of a 43-node quadrature.
+right-hand side costs one closed-form evaluation per pair instead of a quadrature.
 Quadruples with a repeated unit are elementary and are evaluated directly at every step.
 
 This module holds the bookkeeping (which quadruples are carried, their exact initial values, the
@@ -114,8 +114,8 @@ class CarriedFourPoint:
     def initial_state(self, omega):
         """Exact ``(P4, F)`` by quadrature for the joint overlaps ``omega`` (n, n), shape (2 n,)."""
         _, corr = _correlations(omega)
-        # P4 from the path moments of F (43 nodes): within 1e-12 of the 73-node orthant rule for
-        # generic correlations, and one path integral per set of four units instead of two.
+        # P4 from the path moments of F (16 or 43 nodes): within 1e-12 of the 73-node orthant rule
+        # for generic correlations, and one path integral per set of four units instead of two.
         quadruple_corr = corr[self.carried[:, :, None], self.carried[:, None, :]]
         set_corr = corr[self.sets[:, :, None], self.sets[:, None, :]]
         f, set_p4 = _relu4_on_sets(quadruple_corr, set_corr, self.set_of, self.pair_map)
