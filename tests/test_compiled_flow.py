@@ -176,6 +176,38 @@ def test_convergence_event_time_matches_solve_ivp():
     assert np.hypot(np.linalg.norm(dQ), np.linalg.norm(dR)) / 0.5 == pytest.approx(tol, rel=1e-6)
 
 
+def test_convergence_event_with_the_carried_eta2_term_matches_solve_ivp():
+    # Two students, three teachers: the flow stops at a fixed point with no aligned pair, so the
+    # whole run is compiled and carried. The event search interpolates the carried state by
+    # cubic Hermite (only the overlaps get the order-7 interpolant); solve_ivp on the same
+    # right-hand side, with its order-7 interpolant for everything, must find the same time.
+    config = RunConfig(K=2, M=3, lr=0.5, init=InitSpec(d=50, seed=0))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    tol = 1e-6
+    trajectory = integrate_ode(Q0, R0, T, 0.5, 1e4, eta2=True, tol=tol)
+    assert trajectory.status is FlowStatus.CONVERGED
+    model = flow_model(T, 0.5, 0.0, 2, 1e6, True)
+    y0 = np.concatenate([Q0.ravel(), R0.ravel(),
+                         CarriedFourPoint(2, 3).initial_state(np.block([[Q0, R0], [R0.T, T]]))])
+
+    def rhs(_t, y):
+        out = np.empty_like(y)
+        velocity(y, model, out, False)
+        return out
+
+    def speed(_t, y):
+        return np.log(np.linalg.norm(rhs(0.0, y)[:10]) / 0.5 + 1e-300) - np.log(tol)
+
+    speed.terminal, speed.direction = True, -1
+    reference = solve_ivp(rhs, (0.0, 1e4), y0, method="DOP853", rtol=1e-6, atol=1e-9, events=speed)
+    assert reference.status == 1
+    assert trajectory.t[-1] == pytest.approx(reference.t_events[0][0], rel=1e-4)
+    # At the event the speed with the exact four-point term (quadrature) is the tolerance.
+    dQ, dR = ode_velocity(trajectory.Q[-1], trajectory.R[-1], T, 0.5, eta2=True)
+    assert np.hypot(np.linalg.norm(dQ), np.linalg.norm(dR)) / 0.5 == pytest.approx(tol, rel=1e-2)
+
+
 def test_output_grid_is_log_spaced_from_zero_to_the_final_time():
     T = np.eye(2)
     trajectory = integrate_ode(0.3 * T, 0.1 * T, T, 0.5, 50.0, eta2=False, n_points=30)
