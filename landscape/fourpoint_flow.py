@@ -3,8 +3,8 @@
 The ``eta^2`` term of the ODE needs, for every quadruple of four distinct units, the expectation
 ``F = E[step(a) step(b) relu(c) relu(d)]``, and each costs a path integral
 (:mod:`landscape.fourpoint`, 16 to 43 nodes per pair). Along a trajectory, though, ``F`` and
-the orthant probability ``P4`` of each quadruple change by elementary amounts. For unit variances, Price's
-theorem ``dE[g] / d rho_ij = E[d_i d_j g]`` gives::
+the orthant probability ``P4`` of each quadruple change by elementary amounts. For unit
+variances, Price's theorem ``dE[g] / d rho_ij = E[d_i d_j g]`` gives::
 
     dP4 / d rho_ij = phi2(rho_ij) W_ij
     dF  / d rho_cd = P4
@@ -37,7 +37,7 @@ import functools
 
 import numpy as np
 
-from .fourpoint import _PAIR_INDEX, _PAIRS, _REDUCED_FORMS, _reduction, _relu4_on_sets, _unit_quadruples
+from .fourpoint import _PAIR_INDEX, _PAIRS, _REDUCED_FORMS, _reduction, _relu4_on_sets, _stable_order, _unit_quadruples
 
 __all__ = []  # internal to the ODE
 
@@ -106,8 +106,8 @@ class CarriedFourPoint:
         self.carried = q[self.distinct]
         self.repeated = q[~self.distinct]
         self.repeated_cases = _repeated_unit_cases(self.repeated)
-        sets, set_of = np.unique(np.sort(self.carried, axis=1), axis=0, return_inverse=True)
-        position = np.argsort(np.argsort(self.carried, axis=1), axis=1)  # rank of each role's unit in its set
+        order, position = _stable_order(self.carried)  # as _relu4_distinct ranks the roles in a set
+        sets, set_of = np.unique(np.take_along_axis(self.carried, order, 1), axis=0, return_inverse=True)
         self.sets, self.set_of = sets, set_of.reshape(-1)
         self.pair_map = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]
 

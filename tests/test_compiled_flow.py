@@ -109,13 +109,31 @@ def test_out_of_range_state_gives_nan():
         assert np.all(np.isnan(out))
 
 
-def _reference_solution(y0, model, t_max, rtol, atol):
+def _rhs(model):
+    """The compiled right-hand side as a function of ``(t, y)`` for solve_ivp."""
     def rhs(_t, y):
         out = np.empty_like(y)
         velocity(y, model, out, False)
         return out
 
-    return solve_ivp(rhs, (0.0, t_max), y0, method="DOP853", rtol=rtol, atol=atol, dense_output=True)
+    return rhs
+
+
+def _reference_solution(y0, model, t_max, rtol, atol):
+    return solve_ivp(_rhs(model), (0.0, t_max), y0, method="DOP853", rtol=rtol, atol=atol, dense_output=True)
+
+
+def _reference_event(y0, model, n_overlaps, lr, tol, rtol, atol):
+    """solve_ivp's time where the overlaps' speed / lr falls to ``tol`` (the convergence event)."""
+    rhs = _rhs(model)
+
+    def speed(_t, y):
+        return np.log(np.linalg.norm(rhs(0.0, y)[:n_overlaps]) / lr + 1e-300) - np.log(tol)
+
+    speed.terminal, speed.direction = True, -1
+    reference = solve_ivp(rhs, (0.0, 1e4), y0, method="DOP853", rtol=rtol, atol=atol, events=speed)
+    assert reference.status == 1
+    return reference.t_events[0][0]
 
 
 @pytest.mark.parametrize("carried", [False, True])
@@ -153,24 +171,10 @@ def test_convergence_event_time_matches_solve_ivp():
     trajectory = integrate_ode(Q0, R0, T, 0.5, 1e4, eta2=False, tol=tol)
     assert trajectory.status is FlowStatus.CONVERGED
     model = flow_model(T, 0.5, 0.0, 2, 1e6)
-
-    def speed(_t, y):
-        out = np.empty_like(y)
-        velocity(y, model, out, False)
-        return np.log(np.linalg.norm(out) / 0.5 + 1e-300) - np.log(tol)
-
-    speed.terminal, speed.direction = True, -1
-
-    def rhs(_t, y):
-        out = np.empty_like(y)
-        velocity(y, model, out, False)
-        return out
-
     y0 = np.concatenate([Q0.ravel(), R0.ravel()])
-    reference = solve_ivp(rhs, (0.0, 1e4), y0, method="DOP853", rtol=1e-8, atol=1e-11, events=speed)
-    assert reference.status == 1
+    reference = _reference_event(y0, model, 8, 0.5, tol, rtol=1e-8, atol=1e-11)
     # The speed decays like exp(-t / 22) here: the 1e-11 state tolerance moves the crossing by ~1e-3.
-    assert trajectory.t[-1] == pytest.approx(reference.t_events[0][0], rel=1e-4)
+    assert trajectory.t[-1] == pytest.approx(reference, rel=1e-4)
     # At the event the speed is the tolerance.
     dQ, dR = ode_velocity(trajectory.Q[-1], trajectory.R[-1], T, 0.5, eta2=False)
     assert np.hypot(np.linalg.norm(dQ), np.linalg.norm(dR)) / 0.5 == pytest.approx(tol, rel=1e-6)
@@ -190,19 +194,8 @@ def test_convergence_event_with_the_carried_eta2_term_matches_solve_ivp():
     model = flow_model(T, 0.5, 0.0, 2, 1e6, True)
     y0 = np.concatenate([Q0.ravel(), R0.ravel(),
                          CarriedFourPoint(2, 3).initial_state(np.block([[Q0, R0], [R0.T, T]]))])
-
-    def rhs(_t, y):
-        out = np.empty_like(y)
-        velocity(y, model, out, False)
-        return out
-
-    def speed(_t, y):
-        return np.log(np.linalg.norm(rhs(0.0, y)[:10]) / 0.5 + 1e-300) - np.log(tol)
-
-    speed.terminal, speed.direction = True, -1
-    reference = solve_ivp(rhs, (0.0, 1e4), y0, method="DOP853", rtol=1e-6, atol=1e-9, events=speed)
-    assert reference.status == 1
-    assert trajectory.t[-1] == pytest.approx(reference.t_events[0][0], rel=1e-4)
+    reference = _reference_event(y0, model, 10, 0.5, tol, rtol=1e-6, atol=1e-9)
+    assert trajectory.t[-1] == pytest.approx(reference, rel=1e-4)
     # At the event the speed with the exact four-point term (quadrature) is the tolerance.
     dQ, dR = ode_velocity(trajectory.Q[-1], trajectory.R[-1], T, 0.5, eta2=True)
     assert np.hypot(np.linalg.norm(dQ), np.linalg.norm(dR)) / 0.5 == pytest.approx(tol, rel=1e-2)
