@@ -18,7 +18,7 @@ from .config import RunConfig
 from .fourpoint_flow import carried_four_point_applies
 from .initialisation import initial_overlaps
 from .loss import loss_from_overlaps
-from .ode_solvers import ode_velocity, solve_compiled, solve_numpy, unpack
+from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
 from .teacher import validate_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
@@ -125,6 +125,13 @@ _STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverg
            "failed": FlowStatus.DIVERGED}
 
 
+# The convergence time is where the speed falls to tol; near a fixed point approached at rate lam
+# a state error e moves it by about e / tol. The run therefore goes to _APPROACH * tol with the
+# given tolerances and finishes with tolerances _TIGHTEN times tighter, so that the reported time
+# is accurate to ~1e-4 relative (test) for little extra work (a few decay times at the end).
+_APPROACH, _TIGHTEN = 100.0, 100.0
+
+
 def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, carried, strict):
     if rtol is None:
         rtol = 1e-6 if eta2 else 1e-8
@@ -132,20 +139,35 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
         atol = 1e-9 if eta2 else 1e-11
     bound = DIVERGENCE_BOUND * max(1.0, float(np.max(np.diag(T))), float(np.max(np.diag(Q0))))
     K = Q0.shape[0]
-    settings = dict(lr=lr, t_max=t_max, noise=noise, tol=tol, rtol=rtol, atol=atol, bound=bound)
+    settings = dict(lr=lr, t_max=t_max, noise=noise, rtol=rtol, atol=atol, bound=bound)
+    tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
+    settings["tol"] = _APPROACH * tol
     if eta2 and not carried:
         pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=True, **settings)]
     else:
-        pieces = [solve_compiled(Q0, R0, T, carried=carried, **settings)]
-        first = pieces[0]
-        if first.status == "handover" or (carried and first.status == "failed"):
-            # The compiled run stopped where it stops being reliable (units within 1e-8 of
-            # alignment, a collapsing step): the numpy solver, with the exact quadrature,
-            # continues from the last accepted step.
-            if strict:
-                raise _CarriedFailed
-            pieces.append(solve_numpy(first.y_end, first.t_end, K, T, eta2=eta2, **settings))
+        pieces = [solve_compiled(initial_state(Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
+        pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
+    last = pieces[-1]
+    if last.status == "converged":
+        if last.state_end is not None:  # a compiled piece: continue with its whole state
+            pieces.append(solve_compiled(last.state_end, last.t_end, K, T, carried=carried, **tail))
+            pieces += _continue(pieces[-1], K, T, eta2, carried, strict, tail)
+        else:
+            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, **tail))
     return _trajectory(pieces, K, T, n_points)
+
+
+def _continue(piece, K, T, eta2, carried, strict, settings):
+    """The numpy solver's continuation of a compiled piece that stopped where it is no longer
+    reliable, as a list of zero or one piece."""
+    if not (piece.status == "handover" or (carried and piece.status == "failed")):
+        return []
+    # The compiled run stopped where it stops being reliable (units within 1e-8 of alignment,
+    # a collapsing step): the numpy solver, with the exact quadrature, continues from the last
+    # accepted step.
+    if strict:
+        raise _CarriedFailed
+    return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=eta2, **settings)]
 
 
 def _trajectory(pieces, K, T, n_points):

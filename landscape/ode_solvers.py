@@ -15,7 +15,7 @@ finish with the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -66,7 +66,9 @@ class Piece:
     ``status`` is one of ``"t_max"``, ``"converged"``, ``"diverged"``, ``"handover"`` (the
     solver stopped where another must take over) and ``"failed"`` (it could not continue);
     ``evaluate(times)`` gives the overlaps (n_times, n) at times within the stretch, and
-    ``steps_t``, ``steps_y`` the accepted steps (for a failed run).
+    ``steps_t``, ``steps_y`` the accepted steps (for a failed run); ``state_end`` the solver's whole
+    final state (the overlaps and, for the compiled solver with the carried four-point term, the
+    carried state), to continue the run with the same solver.
     """
 
     t0: float
@@ -76,6 +78,7 @@ class Piece:
     evaluate: Callable[[np.ndarray], np.ndarray]
     steps_t: np.ndarray
     steps_y: np.ndarray
+    state_end: np.ndarray | None = None
 
 
 def unpack(states, K, M):
@@ -91,33 +94,41 @@ def _at_rest(y, t):
                  np.array([float(t)]), y[None, :])
 
 
-def solve_compiled(Q0, R0, T, lr, t_max, noise, tol, rtol, atol, bound, carried):
-    """Run the compiled solver from ``t = 0``; see the module docstring."""
+def initial_state(Q0, R0, T, carried):
+    """The compiled solver's state at ``(Q0, R0)``: the flat overlaps, then the carried four-point
+    expectations when ``carried``."""
+    K, M = R0.shape
+    parts = [Q0.ravel(), R0.ravel()]
+    if carried:
+        parts.append(carried_four_point(K, M).initial_state(np.block([[Q0, R0], [R0.T, T]])))
+    return np.concatenate(parts)
+
+
+def solve_compiled(y0, t0, K, T, lr, t_max, noise, tol, rtol, atol, bound, carried):
+    """Run the compiled solver from the state ``y0`` (see :func:`initial_state`) at ``t0``."""
     # Imported here: numba takes a second to import, which commands that never integrate skip.
     from . import dop853
     from .compiled_flow import flow_model, velocity
 
-    K, M = R0.shape
+    M = T.shape[0]
     n = K * (K + M)
-    parts = [Q0.ravel(), R0.ravel()]
-    if carried:
-        parts.append(carried_four_point(K, M).initial_state(np.block([[Q0, R0], [R0.T, T]])))
     model = flow_model(T, lr, noise, K, bound, carried)
-    y0 = np.concatenate(parts)
+    y0 = np.ascontiguousarray(y0, dtype=float)
     f0 = np.empty_like(y0)
     velocity(y0, model, f0, True)
     if np.linalg.norm(f0[:n]) / lr <= tol:
-        return _at_rest(y0[:n], 0.0)
+        return replace(_at_rest(y0[:n], t0), state_end=y0.copy())
+    # The system is autonomous: the compiled loop runs from 0 and its times are shifted by t0.
     status, t_end, y_end, steps, n_steps, _ = dop853.integrate(
-        y0, float(t_max), float(rtol), float(atol), n, float(lr), float(tol), bound, model,
+        y0, float(t_max - t0), float(rtol), float(atol), n, float(lr), float(tol), bound, model,
         ALIGNMENT_MARGIN if carried else 0.0, _MAX_COMPILED_STEPS,
     )
     names = {dop853.REACHED_END: "t_max", dop853.CONVERGED: "converged", dop853.DIVERGED: "diverged",
              dop853.HANDOVER: "handover", dop853.STEP_TOO_SMALL: "failed"}
     return Piece(
-        t0=0.0, t_end=float(t_end), status=names[status], y_end=y_end[:n].copy(),
-        evaluate=lambda times: dop853.dense_values(np.asarray(times, dtype=float), steps, n_steps, n),
-        steps_t=steps[0][:n_steps].copy(), steps_y=steps[2][:n_steps, :n].copy(),
+        t0=float(t0), t_end=float(t0 + t_end), status=names[status], y_end=y_end[:n].copy(),
+        evaluate=lambda times: dop853.dense_values(np.asarray(times, dtype=float) - t0, steps, n_steps, n),
+        steps_t=t0 + steps[0][:n_steps], steps_y=steps[2][:n_steps, :n].copy(), state_end=y_end.copy(),
     )
 
 
