@@ -1,4 +1,4 @@
-"""Speed of :func:`landscape.catalogue.build_catalogue` (Safran & Shamir's protocol) and the spurious rates it finds.
+"""Speed of :func:`landscape.catalogues.build.build_catalogue` (Safran & Shamir's protocol) and the spurious rates it finds.
 
 Run: ``python benchmarks/bench_catalogue.py [--starts N] [--sizes 6,7,8] [--workers W]``. Prints a
 Markdown table (the README quotes it): for each ``K = M`` (and ``K = M + 1``), the wall time of a
@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from landscape.catalogue import build_catalogue
-from landscape.config import InitSpec, RunConfig
-from landscape.reachability import reachability
+from landscape.catalogues.build import build_catalogue
+from landscape.model.config import InitSpec, RunConfig
+from landscape.catalogues.reachability import reachability
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 

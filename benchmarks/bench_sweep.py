@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from landscape.sweep import run_sweep
+from landscape.catalogues.sweep import run_sweep
 
 
 def nothing(config, starts, seed, regime):

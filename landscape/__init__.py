@@ -1,121 +1,66 @@
 """landscape: exact loss landscape and one-pass SGD dynamics of two-layer ReLU networks.
 
-Layers, lowest first: Gaussian kernels (:mod:`gaussian`, :mod:`orthant`, :mod:`fourpoint`)
--> loss and ODE (:mod:`loss`, :mod:`ode`, :mod:`sgd`) -> critical points, Hessian, families
--> catalogue, sweeps, CLI. Conventions are those of THEORY.md (normalised units
-``u = w / sqrt(d)``, ``L = 1/2 E[(f - f*)^2]``).
+The package is layered; each subpackage imports only those below it (checked by import-linter,
+see ``[tool.importlinter]`` in pyproject.toml):
+
+- :mod:`landscape.kernels`: Gaussian expectations of ReLU units as pure functions of overlaps.
+- :mod:`landscape.model`: teachers, run configurations, initial conditions, the population loss.
+- :mod:`landscape.dynamics`: the ODEs of one-pass SGD, their solvers, the direct SGD simulator.
+- :mod:`landscape.critical_points`: critical points, exact Hessian spectra, symmetry, families.
+- :mod:`landscape.catalogues`: catalogues of critical points, reachability, sweeps on Dask.
+- :mod:`landscape.commands` (the CLI) and :mod:`landscape.dashboard` (helpers and figure builders
+  of the Streamlit app) sit on top.
+
+Conventions (normalised units ``u = w / sqrt(d)``, ``L = 1/2 E[(f - f*)^2]``, time = steps / d)
+are those of docs/theory.md. This module re-exports the public API: one function per job, the
+configuration and the result types; everything else is importable from its subpackage.
 """
 
-from .config import InitSpec, RunConfig, TeacherSpec
-from .fourpoint import finite_lr_expectation, relu_four_point
-from .gaussian import relu_kernel, relu_on_hyperplane_density, step_step_probability
-from .initialisation import initial_overlaps, initial_weights, teacher_weights
-from .loss import (
-    GradientCoefficients,
-    PairResiduals,
-    gradient_coefficients,
-    gradient_flow_velocity,
-    gradient_from_weights,
-    gradient_norm_from_overlaps,
-    loss_from_overlaps,
-    loss_from_weights,
-    loss_gradient_norm,
-    overlaps_from_weights,
-    population_loss,
-)
-from .ode import compile_ode, integrate_ode, ode_velocity, run_flow
-from .orthant import orthant_probability_4
-from .sgd import simulate_sgd
-from .teacher import (
-    block_teacher,
-    equicorrelated_teacher,
-    orthonormal_teacher,
-    random_teacher,
-    validate_overlaps,
-    validate_teacher,
-)
-from .trajectory import FlowStatus, Trajectory
-from .hessian import Embedding, HessianSpectrum, embed_overlaps, hessian_spectrum, weight_hessian
-from .critical import newton_polish, search_critical_points
-from .fixed_points import ode_fixed_point
-from .symmetry import canonical_form, orbit_size
-from .families import Family, FamilyTree, classify_point, family_tree
-from .flat import FlatManifold
-from .catalogue_records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
-from .catalogue import build_catalogue
-from .reachability import Reachability, ReachabilityCurve, reachability, reachability_curve, wilson_interval
-from .sweep_spec import SweepSpec, load_spec
-from .sweep_store import SweepStore, load_store
-from .sweep import SweepResult, run_sweep
+from .model.config import InitSpec, RunConfig, TeacherSpec
+from .model.initialisation import initial_overlaps
+from .model.loss import gradient_from_weights, loss_gradient_norm, overlaps_from_weights, population_loss
+from .dynamics.trajectory import FlowStatus, Trajectory
+from .dynamics.ode import integrate_ode, run_flow
+from .dynamics.sgd import simulate_sgd
+from .critical_points.hessian import HessianSpectrum, hessian_spectrum
+from .critical_points.families import family_tree
+from .catalogues.records import Catalogue, CriticalPoint, PointKind
+from .catalogues.build import build_catalogue
+from .catalogues.reachability import reachability_curve
+from .catalogues.sweep_spec import SweepSpec
+from .catalogues.sweep_store import load_store
+from .catalogues.sweep import run_sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # configuration
     "InitSpec",
     "RunConfig",
     "TeacherSpec",
-    "finite_lr_expectation",
-    "orthant_probability_4",
-    "relu_four_point",
-    "relu_kernel",
-    "relu_on_hyperplane_density",
-    "step_step_probability",
     "initial_overlaps",
-    "initial_weights",
-    "teacher_weights",
-    "GradientCoefficients",
-    "PairResiduals",
-    "gradient_coefficients",
-    "gradient_flow_velocity",
-    "gradient_from_weights",
-    "gradient_norm_from_overlaps",
-    "loss_from_overlaps",
-    "loss_from_weights",
-    "loss_gradient_norm",
-    "overlaps_from_weights",
+    # the loss
     "population_loss",
-    "compile_ode",
+    "loss_gradient_norm",
+    "gradient_from_weights",
+    "overlaps_from_weights",
+    # dynamics
     "integrate_ode",
-    "ode_velocity",
     "run_flow",
     "simulate_sgd",
-    "block_teacher",
-    "equicorrelated_teacher",
-    "orthonormal_teacher",
-    "random_teacher",
-    "validate_overlaps",
-    "validate_teacher",
-    "FlowStatus",
     "Trajectory",
-    "Embedding",
-    "HessianSpectrum",
-    "embed_overlaps",
+    "FlowStatus",
+    # critical points
     "hessian_spectrum",
-    "weight_hessian",
-    "canonical_form",
-    "newton_polish",
-    "ode_fixed_point",
-    "orbit_size",
-    "search_critical_points",
-    "Family",
-    "FamilyTree",
-    "classify_point",
+    "HessianSpectrum",
     "family_tree",
-    "Catalogue",
-    "CatalogueStatus",
-    "CriticalPoint",
-    "FlatManifold",
-    "PointKind",
-    "Reachability",
-    "ReachabilityCurve",
+    # catalogues and sweeps
     "build_catalogue",
-    "reachability",
+    "Catalogue",
+    "CriticalPoint",
+    "PointKind",
     "reachability_curve",
-    "wilson_interval",
-    "SweepResult",
-    "SweepSpec",
-    "SweepStore",
-    "load_spec",
-    "load_store",
     "run_sweep",
+    "SweepSpec",
+    "load_store",
 ]

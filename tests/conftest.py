@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from landscape.ode import compile_ode
+from landscape.dynamics.ode import compile_ode
 
 
 @pytest.fixture(scope="session", autouse=True)

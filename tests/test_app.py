@@ -189,8 +189,8 @@ CATALOGUE_LINK = {"K": "3", "M": "3", "starts": "8", "tmax": "30"}
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """A small catalogue standing in for assets/catalogue_default.json (built here, never committed)."""
-    from landscape.catalogue import build_catalogue
-    from landscape.config import InitSpec, RunConfig
+    from landscape.catalogues.build import build_catalogue
+    from landscape.model.config import InitSpec, RunConfig
 
     config = RunConfig(K=3, M=3, eta2=False, t_max=30.0, init=InitSpec(d=1000, seed=0, scale=1.0))
     catalogue = build_catalogue(config, starts=8, seed=0)
@@ -301,8 +301,8 @@ def test_toolbar_saves_png_or_svg():
 
 
 def test_reachability_reads_a_shipped_sweep(tmp_path, monkeypatch):
-    from landscape.sweep import run_sweep
-    from landscape.sweep_store import load_store
+    from landscape.catalogues.sweep import run_sweep
+    from landscape.catalogues.sweep_store import load_store
 
     spec = {"base": {"K": 2, "M": 2, "eta2": False, "init": {"kind": "random", "d": 2, "seed": 0, "scale": 1.0}},
             "grid": [{"M": [2], "K": [2], "init.d": [2]}, {"M": [3], "K": [3], "init.d": [3]}],

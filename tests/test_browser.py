@@ -55,8 +55,8 @@ def _wait_healthy(url, process, timeout=60.0):
 
 def _catalogue(folder):
     """The catalogue the link's pages show, standing in for the shipped one (built here, never committed)."""
-    from landscape.catalogue import build_catalogue
-    from landscape.config import InitSpec, RunConfig
+    from landscape.catalogues.build import build_catalogue
+    from landscape.model.config import InitSpec, RunConfig
 
     config = RunConfig(K=3, M=2, eta2=False, init=InitSpec(d=1000, seed=5, scale=1.0), t_max=200.0)
     path = folder / "catalogue.json"

@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import landscape.catalogue as catalogue_module
-from landscape.catalogue import (
+import landscape.catalogues.build as catalogue_module
+from landscape.catalogues.build import (
     MAX_STARTS,
     Catalogue,
     CatalogueStatus,
     PointKind,
     build_catalogue,
 )
-from landscape.config import InitSpec, RunConfig
-from landscape.hessian import embed_overlaps
-from landscape.loss import gradient_from_weights, loss_from_overlaps
-from landscape.reachability import reachability, reachability_curve, wilson_interval
+from landscape.model.config import InitSpec, RunConfig
+from landscape.critical_points.hessian import embed_overlaps
+from landscape.model.loss import gradient_from_weights, loss_from_overlaps
+from landscape.catalogues.reachability import reachability, reachability_curve, wilson_interval
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}
@@ -314,7 +314,7 @@ def test_catalogue_lists_the_saad_solla_plateau_saddle():
     # (s the sum of the teachers, e_k outside their span) over (a, b, c) with Nelder-Mead.
     from scipy.optimize import minimize
 
-    from landscape.loss import loss_from_weights
+    from landscape.model.loss import loss_from_weights
 
     K = M = 3
     teacher = np.eye(M + K)[:M]

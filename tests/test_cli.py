@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from landscape.cli import main
-from landscape.loss import loss_from_weights
+from landscape.commands.main import main
+from landscape.model.loss import loss_from_weights
 
 
 def _run(capsys, *argv):

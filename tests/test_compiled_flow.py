@@ -4,14 +4,18 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from landscape import dop853, ode, ode_solvers
-from landscape.compiled_flow import flow_model, velocity
-from landscape.config import InitSpec, RunConfig
-from landscape.fourpoint import finite_lr_expectation
-from landscape.fourpoint_flow import CarriedFourPoint
-from landscape.initialisation import initial_overlaps
-from landscape.ode import integrate_ode, ode_velocity
-from landscape.trajectory import FlowStatus
+from landscape.dynamics import dop853
+
+from landscape.dynamics import ode
+
+from landscape.dynamics import ode_solvers
+from landscape.dynamics.compiled_flow import flow_model, velocity
+from landscape.model.config import InitSpec, RunConfig
+from landscape.kernels.fourpoint import finite_lr_expectation
+from landscape.dynamics.fourpoint_flow import CarriedFourPoint
+from landscape.model.initialisation import initial_overlaps
+from landscape.dynamics.ode import integrate_ode, ode_velocity
+from landscape.dynamics.trajectory import FlowStatus
 
 
 def _overlaps(K, M, seed, dim=40, aligned=None, gap=0.0):

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 import numpy as np
 import pytest
 
-from landscape.config import InitSpec, RunConfig, TeacherSpec
+from landscape.model.config import InitSpec, RunConfig, TeacherSpec
 from landscape.dashboard import (
     PAGE_SETTINGS,
     PRESETS,
@@ -32,7 +32,7 @@ from landscape.dashboard import (
     settings_from_config,
     setting,
 )
-from landscape.ode import run_flow
+from landscape.dynamics.ode import run_flow
 
 ALL_SETTINGS = SIDEBAR_SETTINGS + tuple(s for group in PAGE_SETTINGS.values() for s in group)
 
@@ -281,7 +281,7 @@ SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "catalogue_default
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="assets/catalogue_default.json is not generated yet")
 def test_the_shipped_catalogue_is_the_default_view_and_reproducible():
-    from landscape.catalogue import Catalogue, build_catalogue
+    from landscape.catalogues.build import Catalogue, build_catalogue
 
     shipped = Catalogue.load_json(SHIPPED)
     defaults = {s.key: s.default for s in SIDEBAR_SETTINGS}

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from landscape.families import Family, classify_point, family_tree
+from landscape.critical_points.families import Family, classify_point, family_tree
 
 
 def _overlaps(W, teacher):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from landscape.dashboard import phase_path
-from landscape.figures import (
+from landscape.dashboard.figures import (
     LOSS_TITLE,
     TIME_TITLE,
     PortraitMarker,
@@ -21,8 +21,8 @@ from landscape.figures import (
     reachability_figure,
     spectrum_figure,
 )
-from landscape.hessian import hessian_spectrum
-from landscape.trajectory import FlowStatus, Trajectory
+from landscape.critical_points.hessian import hessian_spectrum
+from landscape.dynamics.trajectory import FlowStatus, Trajectory
 
 
 def _trajectory(K=3, M=2, n=50, method="ode", seed=0):
@@ -42,7 +42,7 @@ def _axis_titles(figure):
 
 
 def test_figures_module_does_not_import_streamlit():
-    code = "import sys, landscape.figures, landscape.dashboard; print('streamlit' in sys.modules)"
+    code = "import sys, landscape.dashboard.figures, landscape.dashboard; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

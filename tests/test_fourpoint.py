@@ -1,4 +1,4 @@
-"""Tests of :mod:`landscape.fourpoint` against independent references.
+"""Tests of :mod:`landscape.kernels.fourpoint` against independent references.
 
 Every expected value comes from somewhere other than the code under test: scipy's Genz
 integration, closed forms (identity, block-diagonal, equicorrelated, duplicates, planar
@@ -14,9 +14,9 @@ import pytest
 from scipy import special
 from scipy.stats import multivariate_normal
 
-from landscape.fourpoint import _RULE_RELU4, finite_lr_expectation, relu_four_point
-from landscape.orthant import _RULE_SMOOTH, _path_moments
-from landscape.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
+from landscape.kernels.fourpoint import _RULE_RELU4, finite_lr_expectation, relu_four_point
+from landscape.kernels.orthant import _RULE_SMOOTH, _path_moments
+from landscape.kernels.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
 
 MC_SAMPLES = 2_000_000
 MC_SIGMAS = 5.0

@@ -1,6 +1,6 @@
 """The four-point term carried along the ODE (Price's theorem) against the exact quadrature.
 
-The derivatives and closed forms are the compiled ones of landscape.compiled_flow (the only
+The derivatives and closed forms are the compiled ones of landscape.dynamics.compiled_flow (the only
 implementation); the references are finite differences of the path-integral quadrature,
 relu_four_point and finite_lr_expectation.
 """
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from landscape.config import InitSpec, RunConfig
-from landscape.fourpoint import (
+from landscape.model.config import InitSpec, RunConfig
+from landscape.kernels.fourpoint import (
     _TERM_A,
     _TERM_B,
     _TERM_J,
@@ -20,7 +20,7 @@ from landscape.fourpoint import (
     finite_lr_expectation,
     relu_four_point,
 )
-from landscape.compiled_flow import (
+from landscape.dynamics.compiled_flow import (
     _angle_tables,
     _any_exactly_aligned,
     _carried_tables,
@@ -32,11 +32,11 @@ from landscape.compiled_flow import (
     flow_model,
     velocity,
 )
-from landscape.fourpoint_flow import CarriedFourPoint, _correlations, carried_four_point_applies
-from landscape.initialisation import initial_overlaps
-from landscape.ode import integrate_ode, run_flow
-from landscape.orthant import _orthant_probability_4
-from landscape.trajectory import FlowStatus
+from landscape.dynamics.fourpoint_flow import CarriedFourPoint, _correlations, carried_four_point_applies
+from landscape.model.initialisation import initial_overlaps
+from landscape.dynamics.ode import integrate_ode, run_flow
+from landscape.kernels.orthant import _orthant_probability_4
+from landscape.dynamics.trajectory import FlowStatus
 
 QUADRUPLE = np.array([[0, 1, 2, 3]], dtype=np.int64)
 
@@ -50,7 +50,7 @@ def _derivatives(corr, rate, p4):
 
 def test_written_out_mixed_terms_equal_the_stein_table():
     # _relu_rate writes the twelve Stein terms out by hand (for speed); the quadrature's
-    # landscape.fourpoint._mixed_terms table is their definition. Random roles and set pairs.
+    # landscape.kernels.fourpoint._mixed_terms table is their definition. Random roles and set pairs.
     rng = np.random.default_rng(11)
     for _ in range(20):
         corr = _random_correlation(rng)

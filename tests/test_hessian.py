@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from landscape.hessian import embed_overlaps, hessian_spectrum, weight_hessian
-from landscape.loss import gradient_coefficients, gradient_from_weights, loss_from_weights, overlaps_from_weights
+from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum, weight_hessian
+from landscape.model.loss import gradient_coefficients, gradient_from_weights, loss_from_weights, overlaps_from_weights
 
 # Published (Safran & Shamir 2018; Arjevani & Field): eigenvalue of the Hessian at W = W*,
 # orthonormal teacher, K = M, with multiplicity K (K - 1) / 2.
@@ -183,7 +183,6 @@ def test_trace_is_d_times_the_trace_of_alpha(rng, random_weights):
 
 def _orbit_dimension(W, W_teacher):
     """Rank of the tangent vectors A u_k, A antisymmetric with A u*_m = 0 (explicit rotations)."""
-    d = W.shape[1]
     _, singular, right = np.linalg.svd(W_teacher)
     rank = int(np.sum(singular > 1e-10 * singular[0]))
     complement = right[rank:].T
@@ -316,8 +315,8 @@ def test_rotation_modes_of_a_nearly_critical_point_count_as_zero(rng):
     # Regression: at the Saad-Solla plateau (K = M = 3) known only to ~1e-8 (weights perturbed by
     # rounding), the d - r rotation modes came out ~1e-8, outside the fixed zero band, and the
     # flat-direction count n_flat was negative (-996 at d = 1000).
-    from landscape.catalogue import build_catalogue
-    from landscape.config import InitSpec, RunConfig
+    from landscape.catalogues.build import build_catalogue
+    from landscape.model.config import InitSpec, RunConfig
 
     config = RunConfig(K=3, M=3, eta2=False, init=InitSpec(kind="random", d=1000, seed=0, scale=1.0))
     catalogue = build_catalogue(config, 4, 0)

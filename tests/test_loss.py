@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from landscape.gaussian import relu_kernel, relu_on_hyperplane_density, step_step_probability
-from landscape.loss import (
+from landscape.kernels.gaussian import relu_kernel, relu_on_hyperplane_density, step_step_probability
+from landscape.model.loss import (
     PairResiduals,
     gradient_flow_velocity,
     gradient_from_weights,
@@ -14,7 +14,7 @@ from landscape.loss import (
     overlaps_from_weights,
     population_loss,
 )
-from landscape.teacher import equicorrelated_teacher
+from landscape.model.teacher import equicorrelated_teacher
 
 N_MC = 2_000_000
 

@@ -8,7 +8,7 @@ that share none of that code: the weight-space gradient with exact residuals
 import numpy as np
 import pytest
 
-from landscape.loss import gradient_flow_velocity, gradient_from_weights, loss_from_overlaps, overlaps_from_weights
+from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_overlaps, overlaps_from_weights
 
 
 def _velocity_from_weights(W, W_teacher):

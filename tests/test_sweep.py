@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from landscape import InitSpec, RunConfig, run_flow
-from landscape.cli import main
-from landscape.sweep import execute_task, run_sweep
-from landscape.sweep_spec import RECORD_FORMAT, SweepSpec, load_spec
-from landscape.sweep_store import SweepStatus, TaskStatus, load_store
+from landscape.commands.main import main
+from landscape.catalogues.sweep import execute_task, run_sweep
+from landscape.catalogues.sweep_spec import RECORD_FORMAT, SweepSpec, load_spec
+from landscape.catalogues.sweep_store import SweepStatus, TaskStatus, load_store
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"K": 2, "M": 2, "lr": 1.0, "eta2": False, "t_max": 20.0, "init": {"kind": "random", "d": 4, "seed": 0, "scale": 0.5}}
@@ -233,7 +233,7 @@ def test_an_exception_is_retried_and_recorded_when_retries_run_out(client, tmp_p
 
 def test_an_error_of_the_cluster_is_not_recorded_as_a_task_failure():
     # What a scheduler without landscape installed answers (checked by hand with `dask scheduler`).
-    from landscape import sweep
+    from landscape.catalogues import sweep
 
     class ErredFuture:
         status = "error"
@@ -304,7 +304,7 @@ def test_unreadable_records_and_temporary_files_count_as_missing(client, tmp_pat
 
 
 def test_a_record_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
-    from landscape import sweep_store as sweep
+    from landscape.catalogues import sweep_store as sweep
 
     spec = SweepSpec.from_dict(_spec(grid={"K": [2]}))
     root = sweep._open_store(tmp_path / "store", spec)
@@ -355,7 +355,7 @@ def test_a_running_scheduler_is_used_by_address(client, tmp_path):
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("landscape.sweep.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("landscape.catalogues.sweep.CONNECT_TIMEOUT", "1s")
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         run_sweep(_spec(), tmp_path / "store", scheduler="tcp://127.0.0.1:9", function=flow_task)
 
@@ -428,8 +428,8 @@ REAL = {"base": {"K": 2, "M": 2, "lr": 1.0, "eta2": False, "init": {"kind": "ran
 
 
 def test_stored_catalogues_equal_a_direct_computation_bit_for_bit(client, tmp_path):
-    from landscape.catalogue import Catalogue, build_catalogue
-    from landscape.reachability import reachability, reachability_curve
+    from landscape.catalogues.build import Catalogue, build_catalogue
+    from landscape.catalogues.reachability import reachability, reachability_curve
 
     spec = {**REAL, "grid": {"K": [2, 3], "init.scale": [0.5, 1.0]}, "starts": 3}
     result = run_sweep(spec, tmp_path / "store", client=client)
@@ -441,7 +441,7 @@ def test_stored_catalogues_equal_a_direct_computation_bit_for_bit(client, tmp_pa
         assert json.dumps(record.result) == json.dumps(direct[task.key].to_dict())
         catalogue = record.catalogue()
         assert isinstance(catalogue, Catalogue) and catalogue.config == task.config and catalogue.starts == 3
-        assert record.function == "landscape.catalogue:build_catalogue"
+        assert record.function == "landscape.catalogues.build:build_catalogue"
 
     store = load_store(tmp_path / "store")
     chosen = [r.task.key for r in store.records if r.task.config.init.scale == 1.0]

@@ -5,14 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from landscape.config import InitSpec, RunConfig, TeacherSpec
-from landscape.teacher import (
-    block_teacher,
-    equicorrelated_teacher,
-    random_teacher,
-    validate_overlaps,
-    validate_teacher,
-)
+from landscape.model.config import InitSpec, RunConfig, TeacherSpec
+from landscape.kernels.overlaps import validate_overlaps, validate_teacher
+from landscape.model.teacher import block_teacher, equicorrelated_teacher, random_teacher
 
 
 def test_teacher_builders_are_valid_gram_matrices():

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from landscape.catalogue import Catalogue, build_catalogue
-from landscape.config import InitSpec, RunConfig
+from landscape.catalogues.build import Catalogue, build_catalogue
+from landscape.model.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
-from landscape.hessian import embed_overlaps, hessian_spectrum
-from landscape.initialisation import initial_overlaps
-from landscape.ode import compile_ode, integrate_ode, run_flow
-from landscape.sgd import simulate_sgd
-from landscape.sweep_store import DEFAULT_STORE, load_store
+from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum
+from landscape.model.initialisation import initial_overlaps
+from landscape.dynamics.ode import compile_ode, integrate_ode, run_flow
+from landscape.dynamics.sgd import simulate_sgd
+from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
 STATE_KEY = "_dashboard_state"
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from landscape.figures import catalogue_figure, overlap_heatmaps_figure
+from landscape.dashboard.figures import catalogue_figure, overlap_heatmaps_figure
 from views import common
 
 COLUMNS = {

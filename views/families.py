@@ -3,9 +3,9 @@
 import streamlit as st
 
 from landscape.dashboard import leaf_counts, series_configs
-from landscape.families import family_tree
-from landscape.figures import family_figure, reachability_figure
-from landscape.reachability import reachability_curve
+from landscape.critical_points.families import family_tree
+from landscape.dashboard.figures import family_figure, reachability_figure
+from landscape.catalogues.reachability import reachability_curve
 from views import common
 
 

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from landscape.dashboard import phase_path, phase_point
-from landscape.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
-from landscape.hessian import hessian_spectrum
+from landscape.dashboard.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
+from landscape.critical_points.hessian import hessian_spectrum
 from views import common
 
 #: The lowest critical points of a catalogue that the phase portrait marks.

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from landscape.dashboard import setting
-from landscape.figures import spectrum_figure
+from landscape.dashboard.figures import spectrum_figure
 from views import common
 
 

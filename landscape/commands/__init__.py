@@ -1,1 +1,1 @@
-"""Subcommands of the ``landscape`` CLI, one module per group; see :mod:`landscape.cli`."""
+"""Subcommands of the ``landscape`` CLI, one module per group; see :mod:`landscape.commands.main`."""

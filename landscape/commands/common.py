@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig
-from ..loss import overlaps_from_weights
-from ..teacher import validate_overlaps
+from ..model.config import RunConfig
+from ..model.loss import overlaps_from_weights
+from ..kernels.overlaps import validate_overlaps
 
 __all__ = ["read_json", "read_config", "read_point", "Point"]
 

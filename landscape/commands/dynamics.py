@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..loss import (
+from ..model.loss import (
     PairResiduals,
     gradient_from_weights,
     gradient_norm_from_overlaps,
     loss_from_overlaps,
 )
-from ..ode import run_flow
-from ..sgd import simulate_sgd
+from ..dynamics.ode import run_flow
+from ..dynamics.sgd import simulate_sgd
 from .common import read_config, read_point
 
 __all__ = ["register"]

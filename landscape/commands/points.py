@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def _hessian(args):
-    from ..hessian import hessian_spectrum
+    from ..critical_points.hessian import hessian_spectrum
 
     point = read_point(args.point)
     spectrum = hessian_spectrum(point.Q, point.R, point.T, args.d, W=point.W, W_teacher=point.W_teacher)
@@ -23,7 +23,7 @@ def _print_progress(done, total):
 
 
 def _catalogue(args):
-    from ..catalogue import build_catalogue
+    from ..catalogues.build import build_catalogue
 
     config = read_config(args.config)
     progress = None if args.quiet else _print_progress

@@ -28,7 +28,7 @@ def _parse_where(items):
 
 
 def _reachability(args):
-    from ..sweep_store import load_store
+    from ..catalogues.sweep_store import load_store
 
     store = load_store(args.store)
     curve = store.reachability_curve(parameter=args.by, where=_parse_where(args.where), confidence=args.confidence)

@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from ..sweep import run_sweep
-from ..sweep_spec import DEFAULT_SPEC, load_spec
-from ..sweep_store import load_store
+from ..catalogues.sweep import run_sweep
+from ..catalogues.sweep_spec import DEFAULT_SPEC, load_spec
+from ..catalogues.sweep_store import load_store
 
 __all__ = ["register"]
 

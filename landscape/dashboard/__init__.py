@@ -2,7 +2,7 @@
 
 Every setting of the app is a :class:`Setting` (URL parameter name, widget label, type,
 default, range). The same records drive the widgets (``app.py``), the validation of a shared
-link (:func:`check_query`) and the conversion to a :class:`~landscape.config.RunConfig`
+link (:func:`check_query`) and the conversion to a :class:`~landscape.model.config.RunConfig`
 (:func:`config_from_settings`), so a link, the widgets and the computation cannot disagree.
 :class:`DemoCaps` bounds the work one interactive request may ask for on a hosted demo.
 The phase-portrait reduction (:func:`phase_path`) also lives here: numbers in, numbers out.

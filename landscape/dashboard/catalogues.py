@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..config import InitSpec
+from ..model.config import InitSpec
 from .settings import SERIES_CHOICES
 
 __all__ = ["MAX_SERIES", "leaf_counts", "series_configs", "catalogue_key"]

@@ -1,4 +1,4 @@
-"""Sidebar settings <-> :class:`~landscape.config.RunConfig`, and the query string of a share link."""
+"""Sidebar settings <-> :class:`~landscape.model.config.RunConfig`, and the query string of a share link."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from ..config import InitSpec, RunConfig, TeacherSpec
+from ..model.config import InitSpec, RunConfig, TeacherSpec
 from .matrices import default_block_sizes, format_matrix, parse_block_sizes, parse_matrix
 from .settings import SIDEBAR_SETTINGS, TEACHER_CHOICES, _defaults
 

@@ -2,7 +2,7 @@
 
 Every setting of the app is a :class:`Setting` (URL parameter name, widget label, type,
 default, range). The same records drive the widgets (``app.py``), the validation of a shared
-link (:func:`check_query`) and the conversion to a :class:`~landscape.config.RunConfig`
+link (:func:`check_query`) and the conversion to a :class:`~landscape.model.config.RunConfig`
 (:func:`landscape.dashboard.config_from_settings`), so a link, the widgets and the computation
 cannot disagree.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..teacher import MAX_UNITS
+from ..kernels.overlaps import MAX_UNITS
 from .matrices import parse_block_sizes, parse_matrix
 
 __all__ = [

@@ -1,0 +1,304 @@
+"""Batched gradient flow in weight space: the gradient of ``L`` for many students at once, the
+flow towards critical points, and how a start ends (:class:`EndReason`).
+
+Methods
+-------
+Gradient flow (``lr -> 0``)
+    Many starts at once, states of shape ``(S, K, n)`` in the weights of a fixed embedding (the
+    teacher rows are fixed, ``n`` is the dimension of the span of all units, so the flow is exact
+    for any input dimension). The integrator is the embedded Runge-Kutta 3(2) pair of Bogacki and
+    Shampine with one step size per start; the local error is measured *relative to the step*
+    (``|error| <= rtol |h f|``), which keeps the step below the stability limit of the stiffest
+    mode, so the flow keeps converging instead of oscillating at the limit. A start stops when its
+    gradient norm falls below ``flow_tol`` (converged), or already below ``handover_tol`` where the
+    exact Hessian has no negative eigenvalue (a basin, not a saddle's plateau: flows into the
+    degenerate minima of ``K > M`` converge only like a power of ``1 / t`` at the end), when a unit
+    shrinks to norm zero (a dead unit has no gradient and the loss is not differentiable there),
+    when the weights blow up, or after ``max_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hessian import weight_hessian
+from ..model.loss import PairResiduals, gradient_coefficients
+from ..kernels.overlaps import validate_teacher
+
+__all__ = [
+    "EndReason",
+    "FlowBatch",
+    "batch_gradient",
+    "flow_to_critical",
+]
+
+#: A unit whose norm falls below this (relative to the largest teacher norm) has died.
+DEAD_NORM = 1e-6
+#: Weights larger than this (relative to the largest teacher norm) count as divergence.
+DIVERGENCE_NORM = 1e6
+_CONVEX_TOL = 1e-9
+_TINY = 1e-300
+
+
+class EndReason(enum.Enum):
+    """How the search from one start ended; the value is a sentence, ``code`` a short name."""
+
+    CONVERGED = "converged: Newton-polished to a critical point"
+    MAX_STEPS = "did not converge: the flow used its maximum number of steps"
+    UNIT_DIED = "degenerate: a student unit shrank to norm zero"
+    DIVERGED = "diverged: the weights (or overlaps) grew without bound or became NaN"
+    POLISH_FAILED = "Newton polishing did not reach the gradient tolerance"
+
+    @property
+    def code(self):
+        """Short machine-readable name, e.g. ``unit_died``."""
+        return self.name.lower()
+
+
+# ----------------------------------------------------------------------------- batched gradient
+
+
+def _rejection_norms(A, B):
+    """``sqrt(|a|^2 |b|^2 - (a.b)^2)`` for all row pairs, batched over leading dims, without cancellation."""
+    squared = np.einsum("...in,...in->...i", A, A)
+    safe = np.where(squared > 0, squared, 1.0)
+    coefficient = (A @ np.swapaxes(B, -1, -2)) / safe[..., :, None]
+    rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
+    return np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
+
+
+def _gradient(W, W_teacher, T, teacher_residual):
+    """Unchecked batched gradient, shape (..., K, n)."""
+    residuals = PairResiduals(student=_rejection_norms(W, W), cross=_rejection_norms(W, W_teacher),
+                              teacher=teacher_residual)
+    coefficients = gradient_coefficients(W @ np.swapaxes(W, -1, -2), W @ W_teacher.T, T, residuals)
+    return coefficients.student @ W + coefficients.teacher @ W_teacher
+
+
+def _check_batch(W, W_teacher):
+    try:
+        W = np.array(W, dtype=float)
+        W_teacher = np.array(W_teacher, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("W and W_teacher must be arrays of numbers") from None
+    if W.ndim == 2:
+        W = W[None]
+    if W.ndim != 3 or W_teacher.ndim != 2 or W.shape[2] != W_teacher.shape[1] or 0 in W.shape + W_teacher.shape:
+        raise ValueError(
+            "W must have shape (S, K, n) (or (K, n)) and W_teacher (M, n) with the same n, "
+            f"got {W.shape} and {W_teacher.shape}"
+        )
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
+        raise ValueError("W and W_teacher must not contain NaN or infinite entries")
+    validate_teacher(W_teacher @ W_teacher.T)
+    return W, W_teacher
+
+
+def batch_gradient(W, W_teacher):
+    """Gradient of ``L`` for many students at once, with exact residuals from the weights.
+
+    Parameters
+    ----------
+    W : array_like, shape (S, K, n)
+        Student rows of ``S`` networks.
+    W_teacher : array_like, shape (M, n)
+
+    Returns
+    -------
+    ndarray, shape (S, K, n)
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, entries are not finite or a teacher unit has norm zero.
+    """
+    W, W_teacher = _check_batch(W, W_teacher)
+    T = W_teacher @ W_teacher.T
+    return _gradient(W, W_teacher, T, _rejection_norms(W_teacher, W_teacher))
+
+
+# ----------------------------------------------------------------------------- gradient flow
+
+
+@dataclass(frozen=True)
+class FlowBatch:
+    """End of a batched gradient flow.
+
+    Attributes
+    ----------
+    W : ndarray, shape (S, K, n)
+        Final weights.
+    gradient_norm : ndarray, shape (S,)
+    steps : ndarray of int, shape (S,)
+        Step attempts (accepted and rejected) per start.
+    reasons : tuple of EndReason
+        ``CONVERGED`` means the gradient norm fell below the flow tolerance (not yet polished).
+    """
+
+    W: np.ndarray
+    gradient_norm: np.ndarray
+    steps: np.ndarray
+    reasons: tuple
+
+    @property
+    def converged(self):
+        """Boolean array, True where the flow reached its tolerance."""
+        return np.array([reason is EndReason.CONVERGED for reason in self.reasons], dtype=bool)
+
+
+# Bogacki-Shampine 3(2): third-order solution weights and (third minus second order) error weights.
+_BS_WEIGHTS = (2.0 / 9.0, 1.0 / 3.0, 4.0 / 9.0)
+_BS_ERROR = (2.0 / 9.0 - 7.0 / 24.0, 1.0 / 3.0 - 1.0 / 4.0, 4.0 / 9.0 - 1.0 / 3.0, -1.0 / 8.0)
+
+
+def _project(W, projector):
+    """Apply one projector (P, P) to every start, or one per start (S, P, P)."""
+    if projector is None:
+        return W
+    flat = W.reshape(W.shape[0], -1)
+    if projector.ndim == 2:
+        return (flat @ projector.T).reshape(W.shape)
+    return np.einsum("sij,sj->si", projector, flat).reshape(W.shape)
+
+
+def _row_norms(W):
+    return np.sqrt(np.einsum("...kn,...kn->...k", W, W))
+
+
+def _convex(W, W_teacher, projector):
+    """No descent direction in the Hessian (restricted to the subspace of a projected flow)."""
+    hessian = weight_hessian(W, W_teacher)
+    if projector is not None:
+        basis = _subspace_basis(projector)
+        hessian = basis.T @ hessian @ basis
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    return eigenvalues[0] > -_CONVEX_TOL * max(1.0, eigenvalues[-1])
+
+
+def _rk_step(Y, f1, h, slope, projector, rtol):
+    """One Bogacki-Shampine 3(2) step per start: new states, their slopes, error ratios (<= 1 to accept)."""
+    f2 = slope(Y + 0.5 * h * f1)
+    f3 = slope(Y + 0.75 * h * f2)
+    Y3 = _project(Y + h * (_BS_WEIGHTS[0] * f1 + _BS_WEIGHTS[1] * f2 + _BS_WEIGHTS[2] * f3), projector)
+    f4 = slope(Y3)
+    error = h * (_BS_ERROR[0] * f1 + _BS_ERROR[1] * f2 + _BS_ERROR[2] * f3 + _BS_ERROR[3] * f4)
+    count = Y.shape[0]
+    size = rtol * np.linalg.norm((h * f1).reshape(count, -1), axis=1)
+    ratio = np.linalg.norm(error.reshape(count, -1), axis=1) / np.maximum(size, _TINY)
+    return Y3, f4, np.where(np.isfinite(ratio), ratio, 1e10)
+
+
+def _flow(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
+    """Unchecked batched flow; see :func:`flow_to_critical`."""
+    T = W_teacher @ W_teacher.T
+    teacher_residual = _rejection_norms(W_teacher, W_teacher)
+    scale = float(np.sqrt(np.max(np.diag(T))))
+    S = W.shape[0]
+    W = _project(W.copy(), projector)
+    reasons = np.full(S, None, dtype=object)
+    steps, checked, dt = np.zeros(S, dtype=int), np.zeros(S, dtype=bool), np.full(S, 0.05)
+
+    def slope(Y):
+        return -_gradient(Y, W_teacher, T, teacher_residual)
+
+    def own(projectors, starts):
+        return projectors if projectors is None or projectors.ndim == 2 else projectors[starts]
+
+    velocity, active = slope(W), np.arange(S)
+    while active.size:
+        norms = _row_norms(W[active])
+        gradient_norm = np.linalg.norm(velocity[active].reshape(active.size, -1), axis=1)
+        blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
+        dead = (norms.min(axis=1) < DEAD_NORM * scale) & ~blown
+        done = (gradient_norm < tol) & ~dead & ~blown
+        # Hand over to Newton early only where the Hessian shows no descent direction (a basin,
+        # not the plateau of a saddle): flows into degenerate minima (split units, K > M)
+        # converge like a power of 1 / t at the end, and Newton's method finishes them faster.
+        for position in np.flatnonzero((gradient_norm < handover_tol) & ~done & ~dead & ~blown & ~checked[active]):
+            start = active[position]
+            checked[start] = True
+            done[position] = _convex(W[start], W_teacher, own(projector, start))
+        out = (steps[active] >= max_steps) & ~done & ~dead & ~blown
+        for mask, reason in ((blown, EndReason.DIVERGED), (dead, EndReason.UNIT_DIED),
+                             (done, EndReason.CONVERGED), (out, EndReason.MAX_STEPS)):
+            reasons[active[mask]] = reason
+        active = active[~(blown | dead | done | out)]
+        if not active.size:
+            break
+        Y3, f4, ratio = _rk_step(W[active], velocity[active], dt[active][:, None, None], slope,
+                                 own(projector, active), rtol)
+        accept = ratio <= 1.0
+        W[active[accept]], velocity[active[accept]] = Y3[accept], f4[accept]
+        steps[active] += 1
+        dt[active] *= np.clip(0.9 * np.maximum(ratio, 1e-10) ** (-1.0 / 3.0), 0.2, 5.0)
+    gradient_norm = np.linalg.norm(velocity.reshape(S, -1), axis=1)
+    return FlowBatch(W=W, gradient_norm=gradient_norm, steps=steps, reasons=tuple(reasons))
+
+
+def _check_positive(name, value, integer=False):
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not np.isfinite(value) or value <= 0:
+        what = "a positive whole number" if integer else "a positive number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _check_projector(projector, starts, size):
+    if projector is None:
+        return None
+    projector = np.asarray(projector, dtype=float)
+    if projector.shape not in ((size, size), (starts, size, size)) or not np.all(np.isfinite(projector)):
+        raise ValueError(
+            f"projector must be a finite ({size}, {size}) matrix or one per start ({starts}, {size}, {size}), "
+            f"got shape {projector.shape}"
+        )
+    return projector
+
+
+def flow_to_critical(W0, W_teacher, tol=1e-6, max_steps=20_000, rtol=1e-2, projector=None, handover_tol=None):
+    """Gradient flow ``du/dt = -grad L`` from many starts at once, until the gradient is small.
+
+    Parameters
+    ----------
+    W0 : array_like, shape (S, K, n)
+        Initial student rows (normalised units) of ``S`` starts.
+    W_teacher : array_like, shape (M, n)
+        Teacher rows, shared by all starts.
+    tol : float, optional
+        Stop a start when its gradient norm (Frobenius, over all ``K n`` entries) is below this.
+    max_steps : int, optional
+        Step attempts per start before giving up.
+    rtol : float, optional
+        Local error per step relative to the step (see the module notes).
+    projector : array_like, shape (K n, K n) or (S, K n, K n), optional
+        Projection applied to the states after each step (flows in a fixed-point subspace),
+        one for all starts or one per start.
+    handover_tol : float, optional
+        Also stop (as converged) a start whose gradient norm is below this where the Hessian has
+        no negative eigenvalue, so that Newton's method finishes the slow end of flows into
+        degenerate minima. Default: ``tol`` (no early stop).
+
+    Returns
+    -------
+    FlowBatch
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, entries are not finite, or a parameter is not positive.
+    """
+    W0, W_teacher = _check_batch(W0, W_teacher)
+    tol, rtol = _check_positive("tol", tol), _check_positive("rtol", rtol)
+    max_steps = _check_positive("max_steps", max_steps, integer=True)
+    projector = _check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
+    handover_tol = tol if handover_tol is None else max(_check_positive("handover_tol", handover_tol), tol)
+    return _flow(W0, W_teacher, tol, max_steps, rtol, projector, handover_tol)
+
+
+def _subspace_basis(projector):
+    """Orthonormal basis of the range of a (possibly oblique) projector."""
+    left, singular, _ = np.linalg.svd(projector)
+    return left[:, singular > 0.5]

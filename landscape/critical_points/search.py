@@ -1,0 +1,340 @@
+"""Critical points of the population loss: Newton polishing, and the search from many starts
+(batched gradient flow, then Newton polishing of the flows that converged).
+
+The flow is in :mod:`landscape.critical_points.batch_flow`, the sharing of chunks of starts between processes in
+:mod:`landscape.critical_points.parallel`; saddles from symmetric ansatzes are in :mod:`landscape.critical_points.ansatz`, fixed
+points of the finite-learning-rate ODE in :mod:`landscape.critical_points.fixed_points`, canonical forms and
+orbits in :mod:`landscape.critical_points.symmetry`.
+
+Methods
+-------
+Newton polishing
+    From the end of the flow, Newton's method on ``grad L = 0`` in weight space with the exact
+    Hessian (:func:`landscape.critical_points.hessian.weight_hessian`) inverted on the eigenvectors whose eigenvalue
+    is not negligible (a pseudo-inverse: flat directions and rotations are left alone), with a
+    backtracking line search on the gradient norm (steps that would shrink a unit below half its
+    length are cut back), down to ``|grad L| < tol`` (default 1e-10). Newton converges to nearby
+    critical points of any index, minima and saddles alike. Units closer than 0.2 rad are first
+    put on one ray with their shares kept (the angle between split units is a quartic, nearly
+    flat direction where plain Newton steps are unreliable); that result is used if it is a
+    critical point no higher than the flow's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch_flow import (
+    DEAD_NORM,
+    _TINY,
+    EndReason,
+    _check_batch,
+    _check_positive,
+    _check_projector,
+    _flow,
+    _gradient,
+    _rejection_norms,
+    _row_norms,
+    _subspace_basis,
+)
+from .hessian import weight_hessian
+from ..model.loss import PairResiduals, loss_from_overlaps
+from .parallel import CHUNK_SIZE, _chunked, _run_chunks
+
+__all__ = [
+    "PolishResult",
+    "StartResults",
+    "newton_polish",
+    "search_critical_points",
+]
+
+_RCOND = 1e-9
+# Units closer than this angle (radians) are tried on one ray when plain Newton polishing fails.
+_RAY_ANGLE = 0.2
+
+
+# ----------------------------------------------------------------------------- Newton polishing
+
+
+@dataclass(frozen=True)
+class PolishResult:
+    """Result of Newton polishing one point.
+
+    Attributes
+    ----------
+    W : ndarray, shape (K, n)
+    gradient_norm : float
+    iterations : int
+    success : bool
+        True if the gradient norm is below the tolerance.
+    status : EndReason
+        ``CONVERGED``, ``POLISH_FAILED`` or ``UNIT_DIED``.
+    message : str
+    """
+
+    W: np.ndarray
+    gradient_norm: float
+    iterations: int
+    success: bool
+    status: EndReason
+    message: str
+
+
+def _newton_step(W, W_teacher, gradient, basis):
+    """Pseudo-inverse Newton step, restricted to the span of ``basis`` (columns) if given."""
+    hessian = weight_hessian(W, W_teacher)
+    g = gradient.ravel()
+    if basis is not None:
+        hessian, g = basis.T @ hessian @ basis, basis.T @ g
+    eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+    keep = np.abs(eigenvalues) > _RCOND * max(np.max(np.abs(eigenvalues)), _TINY)
+    step = -(eigenvectors[:, keep] @ ((eigenvectors[:, keep].T @ g) / eigenvalues[keep]))
+    return (step if basis is None else basis @ step).reshape(W.shape)
+
+
+def _line_search(W, step, norm, gradient_at):
+    """Backtracking on the gradient norm; None if no step length lowers it."""
+    shortest = _row_norms(W).min()
+    for _ in range(30):
+        trial = W + step
+        # Quasi-flat directions (split units, K > M) give long Newton steps; one that would
+        # shrink a unit to a fraction of its length is cut back instead of killing the unit.
+        if _row_norms(trial).min() > 0.5 * shortest:
+            gradient = gradient_at(trial)
+            trial_norm = float(np.linalg.norm(gradient))
+            if trial_norm < norm:
+                return trial, gradient, trial_norm
+        step = 0.5 * step
+    return None
+
+
+def _polish(W, W_teacher, tol, max_iter, projector):
+    """Unchecked :func:`newton_polish`."""
+    T = W_teacher @ W_teacher.T
+    teacher_residual = _rejection_norms(W_teacher, W_teacher)
+    dead = DEAD_NORM * float(np.sqrt(np.max(np.diag(T))))
+
+    def gradient_at(X):
+        return _gradient(X, W_teacher, T, teacher_residual)
+
+    W = np.array(W, dtype=float)
+    basis = None if projector is None else _subspace_basis(projector)
+    gradient = gradient_at(W)
+    norm, iterations = float(np.linalg.norm(gradient)), 0
+    while norm >= tol and iterations < max_iter and _row_norms(W).min() >= dead:
+        iterations += 1
+        found = _line_search(W, _newton_step(W, W_teacher, gradient, basis), norm, gradient_at)
+        if found is None:
+            break
+        W, gradient, norm = found
+    if _row_norms(W).min() < dead:
+        return PolishResult(W, norm, iterations, False, EndReason.UNIT_DIED,
+                            f"{EndReason.UNIT_DIED.value} during Newton polishing")
+    if norm < tol:
+        return PolishResult(W, norm, iterations, True, EndReason.CONVERGED,
+                            f"gradient norm {norm:.2e} < {tol:.0e} after {iterations} Newton steps")
+    return PolishResult(W, norm, iterations, False, EndReason.POLISH_FAILED,
+                        f"{EndReason.POLISH_FAILED.value}: gradient norm {norm:.2e} after {iterations} steps")
+
+
+def _polish_on_rays(W, W_teacher, tol, max_iter):
+    """Newton's method with nearly parallel units put on one ray, keeping their shares.
+
+    With ``K > M`` flows end near continua of minima where units split a ray; the angle between
+    them is a quartic direction (a vanishing Hessian eigenvalue), and plain Newton steps there can
+    collapse a unit. Here the units of each group are set to ``a_i S`` (``S`` the sum of the
+    group, ``a_i`` the shares) and stay so: the gradient of units on one ray is one vector ``g``,
+    so a critical point of this subspace has ``g = 0``, a critical point of ``L``. Returns None
+    if no units are nearly parallel, or if the result is not a critical point below the loss of
+    ``W`` (then it cannot be where the flow from ``W`` ends).
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    norms = _row_norms(W)
+    directions = W / np.maximum(norms, _TINY)[:, None]
+    count, labels = connected_components(directions @ directions.T > np.cos(_RAY_ANGLE), directed=False)
+    if count == W.shape[0]:
+        return None
+    rays, blocks = np.zeros_like(W), np.zeros((W.shape[0], W.shape[0]))
+    for label in range(count):
+        group = np.flatnonzero(labels == label)
+        shares = norms[group] / norms[group].sum()
+        rays[group] = shares[:, None] * W[group].sum(axis=0)
+        blocks[np.ix_(group, group)] = np.outer(shares, shares) / np.dot(shares, shares)
+    polished = _polish(rays, W_teacher, tol, max_iter, np.kron(blocks, np.eye(W.shape[1])))
+    T = W_teacher @ W_teacher.T
+    downhill = _loss(polished.W, W_teacher, T) <= _loss(W, W_teacher, T) + 1e-12
+    return polished if polished.success and downhill else None
+
+
+def _loss(W, W_teacher, T):
+    residuals = PairResiduals.from_weights(W, W_teacher)
+    return float(loss_from_overlaps(W @ W.T, W @ W_teacher.T, T, residuals))
+
+
+def newton_polish(W, W_teacher, tol=1e-10, max_iter=40, projector=None):
+    """Newton's method on ``grad L = 0`` from a point near a critical point.
+
+    Parameters
+    ----------
+    W : array_like, shape (K, n)
+    W_teacher : array_like, shape (M, n)
+    tol : float, optional
+        Target gradient norm.
+    max_iter : int, optional
+    projector : array_like, shape (K n, K n), optional
+        Projection applied to every Newton step (stay in a fixed-point subspace).
+
+    Returns
+    -------
+    PolishResult
+        Failures are reported in ``status``, never raised.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, entries are not finite or a parameter is out of range.
+    """
+    W3, W_teacher = _check_batch(W, W_teacher)
+    if np.ndim(W) != 2:
+        raise ValueError(f"W must be one point of shape (K, n), got shape {np.shape(W)}")
+    tol = _check_positive("tol", tol)
+    max_iter = _check_positive("max_iter", max_iter, integer=True)
+    projector = _check_projector(projector, 1, W3.shape[1] * W3.shape[2])
+    projector = None if projector is None else projector.reshape(W3.shape[1] * W3.shape[2], -1)
+    return _polish(W3[0], W_teacher, tol, max_iter, projector)
+
+
+# ----------------------------------------------------------------------------- many starts
+
+
+@dataclass(frozen=True)
+class StartResults:
+    """Flow and Newton polishing from many starts.
+
+    Attributes
+    ----------
+    W : ndarray, shape (S, K, n)
+        Final weights: polished where the start converged, the last flow state otherwise.
+    W_teacher : ndarray, shape (M, n)
+    reasons : tuple of EndReason
+        One per start.
+    gradient_norm : ndarray, shape (S,)
+        Final gradient norm.
+    flow_steps, newton_iterations : ndarray of int, shape (S,)
+    success : bool
+        True if every start converged.
+    message : str
+    """
+
+    W: np.ndarray
+    W_teacher: np.ndarray
+    reasons: tuple
+    gradient_norm: np.ndarray
+    flow_steps: np.ndarray
+    newton_iterations: np.ndarray
+    success: bool
+    message: str
+
+    @property
+    def converged(self):
+        """Boolean array: starts that ended at a polished critical point."""
+        return np.array([reason is EndReason.CONVERGED for reason in self.reasons], dtype=bool)
+
+    @property
+    def failures(self):
+        """``{reason code: count}`` for the starts that did not converge."""
+        counts = {}
+        for reason in self.reasons:
+            if reason is not EndReason.CONVERGED:
+                counts[reason.code] = counts.get(reason.code, 0) + 1
+        return counts
+
+
+def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
+    """Flow then polish one chunk of starts (a module-level function, so worker processes can run it)."""
+    flow = _flow(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
+    W = flow.W.copy()
+    reasons = list(flow.reasons)
+    gradient_norm = flow.gradient_norm.copy()
+    iterations = np.zeros(len(reasons), dtype=int)
+    for start in np.flatnonzero(flow.converged):
+        own = projector if projector is None or projector.ndim == 2 else projector[start]
+        polished = _polish_on_rays(W[start], W_teacher, tol, 40) if own is None else None
+        if polished is None:
+            polished = _polish(W[start], W_teacher, tol, 40, own)
+        W[start], gradient_norm[start], iterations[start] = polished.W, polished.gradient_norm, polished.iterations
+        reasons[start] = polished.status
+    return W, tuple(reasons), gradient_norm, flow.steps, iterations
+
+
+def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
+                           projector=None, workers=None, progress=None, handover_tol=1e-4, chunk_size=CHUNK_SIZE):
+    """Gradient flow from every start, then Newton polishing of the flows that converged.
+
+    Starts are processed in chunks of :data:`~landscape.critical_points.parallel.CHUNK_SIZE` (vectorised inside a
+    chunk); chunks are shared between ``workers`` processes. The chunks do not depend on ``workers``, so the result
+    is the same, bit for bit, for any number of workers.
+
+    Parameters
+    ----------
+    W0 : array_like, shape (S, K, n)
+        Initial student rows.
+    W_teacher : array_like, shape (M, n)
+    flow_tol : float, optional
+        Gradient norm at which the flow hands over to Newton's method.
+    handover_tol : float, optional
+        Earlier hand-over where the Hessian has no negative eigenvalue (see
+        :func:`landscape.critical_points.batch_flow.flow_to_critical`).
+    tol : float, optional
+        Gradient norm required of a polished point.
+    max_steps : int, optional
+        Flow steps per start.
+    rtol : float, optional
+        Relative local error of the flow integrator.
+    projector : array_like, shape (K n, K n) or (S, K n, K n), optional
+        Keep flows and Newton steps in a subspace (see :func:`landscape.critical_points.ansatz.ansatz_projector`),
+        one for all starts or one per start.
+    workers : int, optional
+        Processes; default 2 on a machine with two or more cores when there are several chunks
+        (1 inside a daemonic process such as a Dask worker).
+    progress : callable, optional
+        ``progress(done, total)`` after each chunk.
+    chunk_size : int, optional
+        Starts per chunk. The result depends on it (bit for bit), never on ``workers``.
+
+    Returns
+    -------
+    StartResults
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, entries are not finite or a parameter is out of range.
+    """
+    W0, W_teacher = _check_batch(W0, W_teacher)
+    flow_tol, tol, rtol, handover_tol = (_check_positive(n, v) for n, v in (
+        ("flow_tol", flow_tol), ("tol", tol), ("rtol", rtol), ("handover_tol", handover_tol)))
+    max_steps = _check_positive("max_steps", max_steps, integer=True)
+    projector = _check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be callable as progress(done, total), got {progress!r}")
+    chunk_size = _check_positive("chunk_size", chunk_size, integer=True)
+    if projector is not None and projector.ndim == 3:
+        chunks = _chunked(W0, projector, size=chunk_size)
+    else:
+        chunks = [(chunk, projector) for (chunk,) in _chunked(W0, size=chunk_size)]
+    arguments = (W_teacher, flow_tol, tol, max_steps, rtol, max(handover_tol, flow_tol))
+    parts = _run_chunks(_search_chunk, chunks, arguments, workers, progress)
+    reasons = tuple(reason for part in parts for reason in part[1])
+    n_converged = sum(reason is EndReason.CONVERGED for reason in reasons)
+    return StartResults(
+        W=np.concatenate([part[0] for part in parts]), W_teacher=W_teacher, reasons=reasons,
+        gradient_norm=np.concatenate([part[2] for part in parts]),
+        flow_steps=np.concatenate([part[3] for part in parts]),
+        newton_iterations=np.concatenate([part[4] for part in parts]),
+        success=n_converged == len(reasons),
+        message=f"{n_converged} of {len(reasons)} starts converged to a critical point",
+    )

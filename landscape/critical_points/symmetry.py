@@ -1,0 +1,315 @@
+"""Symmetries of the problem: canonical forms, orbit tests and orbit sizes of points ``(Q, R)``.
+
+Methods
+-------
+Canonical forms, deduplication, orbit sizes
+    A point ``(Q, R)`` with teacher ``T`` is the complete graph on ``K + M`` vertices (students and
+    teachers) with edge colours ``Omega = [[Q, R], [R^T, T]]`` (values equal within ``tol`` share a
+    colour). The symmetries of the problem -- permutations of the students and the permutations of
+    the teachers that leave ``T`` invariant -- are the colour-preserving relabellings of this graph.
+    Two points are the same orbit if an isomorphism exists (colour refinement plus backtracking
+    search, exact up to ``tol``); the orbit size is ``K! |Aut(T)| / |Aut(Omega)|`` with the
+    automorphism groups counted exactly along a stabiliser chain. The canonical form orders units
+    by their refined colours, individualising the first vertex of the smallest ambiguous cell
+    until every cell is a single unit; deduplication does not rely on it (it uses the isomorphism
+    test).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.overlaps import validate_overlaps
+
+__all__ = [
+    "CanonicalForm",
+    "same_orbit",
+    "canonical_form",
+    "automorphism_count",
+    "orbit_size",
+]
+
+_SEARCH_BUDGET = 200_000
+
+
+@dataclass(frozen=True)
+class CanonicalForm:
+    """A point in canonical form modulo the symmetries of the problem.
+
+    Attributes
+    ----------
+    Q : ndarray, shape (K, K)
+    R : ndarray, shape (K, M)
+    student_order : ndarray of int, shape (K,)
+        ``Q = Q_in[student_order][:, student_order]``.
+    teacher_order : ndarray of int, shape (M,)
+        ``R = R_in[student_order][:, teacher_order]``; a permutation that leaves ``T`` invariant.
+    """
+
+    Q: np.ndarray
+    R: np.ndarray
+    student_order: np.ndarray
+    teacher_order: np.ndarray
+
+
+def _colour_values(matrices, tol):
+    """Integer classes of the entries of several matrices: values closer than ``tol`` (in a chain) share one."""
+    values = np.concatenate([m.ravel() for m in matrices])
+    order = np.argsort(values, kind="stable")
+    scale = max(1.0, float(np.max(np.abs(values))))
+    breaks = np.concatenate([[0], np.diff(values[order]) > tol * scale]).cumsum()
+    classes = np.empty(values.size, dtype=np.int64)
+    classes[order] = breaks
+    pieces, offset = [], 0
+    for m in matrices:
+        pieces.append(classes[offset:offset + m.size].reshape(m.shape))
+        offset += m.size
+    return pieces
+
+
+def _structures(points, T, tol):
+    """Edge colours ``E`` (n, n) and initial vertex colours of each point ``(Q, R)``."""
+    omegas = [np.block([[Q, R], [R.T, T]]) for Q, R in points]
+    edges = _colour_values(omegas, tol)
+    K = points[0][0].shape[0]
+    sort = np.arange(omegas[0].shape[0]) >= K
+    result = []
+    for E in edges:
+        result.append((E, (np.diagonal(E) * 2 + sort).astype(np.int64)))
+    return result
+
+
+def _refine(structures):
+    """Colour refinement run jointly on several coloured complete graphs.
+
+    A vertex's new colour is its old colour with the sorted multiset of (edge colour, neighbour
+    colour) pairs; the ids are the ranks of these signatures (as bytes), so they depend only on
+    the structures, never on the labelling of their vertices.
+    """
+    colours = [c for _, c in structures]
+    classes = len(set(np.concatenate(colours).tolist()))
+    while True:
+        width = max(int(c.max()) for c in colours) + 1
+        keys = []
+        for (E, _), c in zip(structures, colours):
+            signature = np.ascontiguousarray(np.concatenate([c[:, None], np.sort(E * width + c[None, :], axis=1)], axis=1))
+            keys.append([row.tobytes() for row in signature])
+        ranks = {key: rank for rank, key in enumerate(sorted(set(k for part in keys for k in part)))}
+        colours = [np.array([ranks[k] for k in part], dtype=np.int64) for part in keys]
+        if len(ranks) == classes:
+            return colours
+        classes = len(ranks)
+
+
+def _individualise(colours, vertex, new_colour):
+    colours = colours.copy()
+    colours[vertex] = new_colour
+    return colours
+
+
+def _target_cell(colours):
+    counts = np.bincount(colours)
+    sizes = np.where(counts > 1, counts, np.iinfo(np.int64).max)
+    return int(np.argmin(sizes)), int(counts.max())
+
+
+class _Budget:
+    def __init__(self):
+        self.left = _SEARCH_BUDGET
+
+    def spend(self):
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("the symmetry search exceeded its budget (a highly degenerate point?)")
+
+
+def _isomorphism(EA, EB, cA, cB, budget):
+    """A colour-preserving bijection ``p`` with ``EA[i, j] == EB[p[i], p[j]]``, or None."""
+    budget.spend()
+    cA, cB = _refine([(EA, cA), (EB, cB)])
+    size = int(max(cA.max(), cB.max())) + 1
+    if not np.array_equal(np.bincount(cA, minlength=size), np.bincount(cB, minlength=size)):
+        return None
+    cell, largest = _target_cell(cA)
+    if largest == 1:
+        mapping = np.empty(cA.size, dtype=int)
+        mapping[np.argsort(cA)] = np.argsort(cB)
+        return mapping if np.array_equal(EA, EB[np.ix_(mapping, mapping)]) else None
+    v = int(np.flatnonzero(cA == cell)[0])
+    for w in np.flatnonzero(cB == cell):
+        found = _isomorphism(EA, EB, _individualise(cA, v, size), _individualise(cB, int(w), size), budget)
+        if found is not None:
+            return found
+    return None
+
+
+def _orbit(vertex, generators):
+    orbit, frontier = {vertex}, [vertex]
+    while frontier:
+        image = [int(g[x]) for x in frontier for g in generators]
+        frontier = [x for x in set(image) if x not in orbit]
+        orbit.update(frontier)
+    return orbit
+
+
+def _automorphism_count(E, colours):
+    """Order of the group of colour-preserving automorphisms, along a stabiliser chain."""
+    budget, total = _Budget(), 1
+    while True:
+        colours = _refine([(E, colours)])[0]
+        cell, largest = _target_cell(colours)
+        if largest == 1:
+            return total
+        members = np.flatnonzero(colours == cell)
+        v, fresh = int(members[0]), int(colours.max()) + 1
+        fixed = _individualise(colours, v, fresh)
+        orbit, generators = {v}, []
+        for w in members[1:]:
+            if int(w) in orbit:
+                continue
+            found = _isomorphism(E, E, fixed, _individualise(colours, int(w), fresh), budget)
+            if found is not None:
+                generators.append(found)
+                orbit = _orbit(v, generators)
+        total *= len(orbit)
+        colours = fixed
+
+
+def _check_tol(tol):
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not 0 < tol < 1:
+        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
+    return float(tol)
+
+
+def same_orbit(point_a, point_b, T, tol=1e-6):
+    """Whether two points are images of each other under the symmetries of the problem.
+
+    Parameters
+    ----------
+    point_a, point_b : tuple of array_like
+        ``(Q, R)`` of each point, shapes (K, K) and (K, M).
+    T : array_like, shape (M, M)
+    tol : float, optional
+        Overlaps closer than ``tol`` (relative to ``max(1, max |overlap|)``) count as equal.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid or the points have different shapes.
+    """
+    Qa, Ra, T = validate_overlaps(*point_a, T)
+    Qb, Rb, _ = validate_overlaps(*point_b, T)
+    if Qa.shape != Qb.shape:
+        raise ValueError(f"the points have different widths K: {Qa.shape[0]} and {Qb.shape[0]}")
+    (EA, cA), (EB, cB) = _structures([(Qa, Ra), (Qb, Rb)], T, _check_tol(tol))
+    return _isomorphism(EA, EB, cA, cB, _Budget()) is not None
+
+
+def automorphism_count(Q, R, T, tol=1e-6):
+    """Number of symmetries that fix the point: pairs (student permutation, teacher permutation
+    leaving ``T`` invariant) mapping ``(Q, R)`` to itself.
+
+    Parameters
+    ----------
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
+    T : array_like, shape (M, M)
+    tol : float, optional
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid.
+    """
+    Q, R, T = validate_overlaps(Q, R, T)
+    ((E, colours),) = _structures([(Q, R)], T, _check_tol(tol))
+    return _automorphism_count(E, colours)
+
+
+def orbit_size(Q, R, T, tol=1e-6):
+    """Number of distinct points ``(Q, R)`` obtained from this one by the symmetries of the problem.
+
+    ``K! |Aut(T)| / |Stab(Q, R)|``, where ``Aut(T)`` is the group of teacher permutations leaving
+    ``T`` invariant (``M!`` for an orthonormal teacher) and the stabiliser is counted by
+    :func:`automorphism_count`.
+
+    Parameters
+    ----------
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
+    T : array_like, shape (M, M)
+    tol : float, optional
+
+    Returns
+    -------
+    int
+        Exact (a Python integer, possibly large).
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid.
+    """
+    Q, R, T = validate_overlaps(Q, R, T)
+    tol = _check_tol(tol)
+    ((E, colours),) = _structures([(Q, R)], T, tol)
+    teacher_edges = _colour_values([T], tol)[0]
+    teacher_group = _automorphism_count(teacher_edges, np.diagonal(teacher_edges).astype(np.int64))
+    return math.factorial(Q.shape[0]) * teacher_group // _automorphism_count(E, colours)
+
+
+def canonical_form(Q, R, T, tol=1e-6):
+    """The point relabelled into a canonical order of students and teachers.
+
+    Colour refinement orders the units by their overlap patterns; ambiguous cells are split by
+    individualising their first unit. Teachers come in that order; each student is then placed by
+    the teacher it overlaps most (ties in refined order), so aligned pairs sit on the diagonal.
+    The teachers are reordered only when ``T`` is invariant under all their permutations
+    (orthonormal, equicorrelated); otherwise they keep their order, and the form is canonical for
+    the student permutations (deduplication uses :func:`same_orbit`, which allows every symmetry).
+
+    Parameters
+    ----------
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
+    T : array_like, shape (M, M)
+    tol : float, optional
+
+    Returns
+    -------
+    CanonicalForm
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid.
+    """
+    Q, R, T = validate_overlaps(Q, R, T)
+    ((E, colours),) = _structures([(Q, R)], T, _check_tol(tol))
+    K, M = R.shape
+    off = T[~np.eye(M, dtype=bool)]
+    symmetric = np.ptp(np.diag(T)) <= tol and (off.size == 0 or np.ptp(off) <= tol)
+    if not symmetric:
+        colours[K:] = colours.max() + 1 + np.arange(M)  # teachers fixed in their order
+    while True:
+        colours = _refine([(E, colours)])[0]
+        cell, largest = _target_cell(colours)
+        if largest == 1:
+            break
+        colours = _individualise(colours, int(np.flatnonzero(colours == cell)[0]), int(colours.max()) + 1)
+    teacher_order = np.argsort(colours[K:], kind="stable") if symmetric else np.arange(M)
+    best = np.argmax(E[:K, K:][:, teacher_order], axis=1)
+    student_order = np.lexsort((colours[:K], best))
+    return CanonicalForm(Q=Q[np.ix_(student_order, student_order)], R=R[np.ix_(student_order, teacher_order)],
+                         student_order=student_order, teacher_order=teacher_order)

@@ -1,0 +1,531 @@
+"""Compiled right-hand side of the summary-statistics ODE (numba).
+
+The ODE of :mod:`landscape.dynamics.ode` needs a few hundred evaluations per trajectory on arrays of a few
+dozen entries: with numpy every evaluation is dozens of calls whose fixed cost, not arithmetic,
+sets the time. Here the same formulas run as compiled loops over the index pairs:
+
+- the gradient-flow velocity of :func:`landscape.model.loss.gradient_flow_velocity` (two-point
+  kernels, THEORY.md section 2), rounding as it does;
+- the ``eta^2`` term with the carried four-point state of :mod:`landscape.dynamics.fourpoint_flow`
+  (Price's theorem derivatives per quadruple of distinct units, closed forms of
+  :mod:`landscape.kernels.fourpoint` for quadruples with a repeated unit).
+
+Tests compare the gradient flow with its numpy version, the ``eta^2`` term with the quadrature
+of :func:`landscape.kernels.fourpoint.finite_lr_expectation`, and the carried derivatives with finite
+differences of the quadrature. One evaluation is described by a *model* tuple built by :func:`flow_model` and read by
+:func:`velocity`; the compiled integrator (:mod:`landscape.dynamics.dop853`) calls :func:`velocity`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit
+
+from ..kernels.fourpoint import _unit_quadruples
+from .fourpoint_flow import carried_four_point
+from ..kernels.gaussian import _TINY
+from ..kernels.orthant import _PAIRS
+
+__all__ = []  # internal to the ODE
+
+_TWO_PI = 2.0 * math.pi
+# Mixed Stein terms (pair, a, j, b, partner) of landscape.kernels.fourpoint._mixed_terms, one row each.
+_PAIR_TABLE = _PAIRS.astype(np.int64)
+# Smallest 1 - rho^2 of a pair in the derivatives (a few ulps).
+_DET_PAIR_FLOOR = 1e-15
+
+# IEEE semantics for 0/0 and x/0 (NaN marks a trial stage out of range); cached on disk.
+_jit = njit(cache=True, error_model="numpy")
+
+
+def flow_model(T, lr, noise, n_students, bound, carried=False):
+    """The constants of one ODE run, as the tuple :func:`velocity` reads.
+
+    Parameters
+    ----------
+    T : ndarray, shape (M, M)
+    lr, noise : float
+    n_students : int
+    bound : float
+        Overlaps beyond this make :func:`velocity` return NaN (a trial stage out of range).
+    carried : bool
+        Include the ``eta^2`` term with the carried four-point state of
+        :class:`landscape.dynamics.fourpoint_flow.CarriedFourPoint` (layout ``(P4, F)``); without it,
+        gradient flow times ``lr``.
+
+    Returns
+    -------
+    tuple
+        ``(T, lr, noise, K, carried, bound, tables)`` with the index tables of
+        :func:`_carried_tables` (empty without ``carried``).
+    """
+    T = np.ascontiguousarray(T, dtype=float)
+    tables = _carried_tables(n_students, T.shape[0]) if carried else _NO_TABLES
+    return T, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables
+
+
+def _read_only(tables):
+    # One array type for the tables with and without the eta^2 term (numba compiles writable and
+    # read-only arrays separately, and each compilation of the ODE takes tens of seconds).
+    for table in tables:
+        table.setflags(write=False)
+    return tables
+
+
+_NO_TABLES = _read_only((
+    np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 5), np.int64),
+    np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.int64),
+    np.zeros((0, 4), np.int64),
+))
+
+
+@functools.lru_cache(maxsize=64)
+def _carried_tables(n_students, n_teachers):
+    """Index tables of the ``eta^2`` sum for ``K`` students and ``M`` teachers (read-only).
+
+    ``quadruples`` (n, 4): ``(k, l, i, j)``, ``k <= l`` major, ``i <= j``; ``state_index`` (n,):
+    the row of each in the carried state, -1 for quadruples with a repeated unit; ``weight``
+    (n_ij,): the weight of ``(i, j)`` in ``(f - y)^2``; ``forms`` (n_forms, 5): the reductions
+    chosen from the labels (distinct variables, squared relus, three unit labels in order of
+    power) and ``form_of`` (n,): the form of each quadruple with a repeated unit, -1 otherwise;
+    ``sets`` (n_sets, 4): the sets of four distinct units, sorted; ``set_of`` (n_carried,): the
+    set of each carried quadruple; ``pair_map`` (n_carried, 6): the set's pair for each pair of
+    roles (``_PAIRS`` order); ``carried`` (n_carried, 4): the carried quadruples, in state order.
+    """
+    carrier = carried_four_point(n_students, n_teachers)
+    quadruples, _, (i, j) = _unit_quadruples(n_students, n_students + n_teachers)
+    distinct = carrier.distinct
+    state_index = np.full(quadruples.shape[0], -1, dtype=np.int64)
+    state_index[distinct] = np.arange(int(distinct.sum()))
+    sign = np.concatenate([np.ones(n_students), -np.ones(n_teachers)])
+    weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]
+    reduced = np.zeros((quadruples.shape[0], 5), np.int64)
+    for (count, squared), rows, labels in carrier.repeated_cases:
+        where = np.flatnonzero(~distinct)[rows]
+        reduced[where, 0], reduced[where, 1] = count, squared
+        reduced[where, 2 : 2 + min(count, 3)] = labels[:, : min(count, 3)]
+    # Quadruples that reduce to the same form share one evaluation; sorted by case, the
+    # evaluation loop branches predictably.
+    forms, repeated_form = np.unique(reduced[~distinct], axis=0, return_inverse=True)
+    form_of = np.full(quadruples.shape[0], -1, dtype=np.int64)
+    form_of[~distinct] = repeated_form.reshape(-1)
+    tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map,
+              carrier.carried)
+    return _read_only(tuple(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
+
+
+# ------------------------------------------------------------------------------ two-point part
+
+
+@_jit
+def _joint_overlaps(y, T, K):
+    """``Omega = [[Q, R], [R^T, T]]`` from the flat state ``(Q, R, ...)``, ``Q`` symmetrised."""
+    M = T.shape[0]
+    n = K + M
+    omega = np.empty((n, n))
+    for a in range(K):
+        for b in range(K):
+            omega[a, b] = 0.5 * (y[a * K + b] + y[b * K + a])
+        for m in range(M):
+            omega[a, K + m] = y[K * K + a * M + m]
+            omega[K + m, a] = omega[a, K + m]
+    for m in range(M):
+        for p in range(M):
+            omega[K + m, K + p] = T[m, p]
+    return omega
+
+
+@_jit
+def _gradient_flow_rows(omega, K):
+    """``-grad_k . [u, u*]`` for every student ``k`` (K, n) with ``lr = 1``.
+
+    The arithmetic of :func:`landscape.model.loss.gradient_flow_velocity`, term by term.
+    """
+    n = omega.shape[0]
+    fire = np.empty((K, n))
+    residual = np.empty((K, n))
+    for k in range(K):
+        q = omega[k, k]
+        for j in range(n):
+            r = q * omega[j, j] - omega[k, j] * omega[k, j]
+            r = math.sqrt(r) if r > 0.0 else 0.0
+            fire[k, j] = (math.pi - math.atan2(r, omega[k, j])) / _TWO_PI
+            alive = q > _TINY and omega[j, j] > _TINY
+            if not alive:
+                fire[k, j] = 0.0
+            residual[k, j] = r / (_TWO_PI * q) if q > _TINY else 0.0
+    for k in range(K):
+        kink = 0.0
+        for j in range(K):
+            kink += residual[k, j]
+        for j in range(K, n):
+            kink -= residual[k, j]
+        fire[k, k] += kink
+    rows = np.zeros((K, n))
+    for k in range(K):
+        for c in range(n):
+            teacher_part = 0.0
+            for m in range(K, n):
+                teacher_part += fire[k, m] * omega[m, c]
+            student_part = 0.0
+            for j in range(K):
+                student_part += fire[k, j] * omega[j, c]
+            rows[k, c] = teacher_part - student_part
+    return rows
+
+
+# ----------------------------------------------------------------------------- four-point part
+
+
+@_jit
+def _correlations(omega):
+    n = omega.shape[0]
+    sd = np.empty(n)
+    for a in range(n):
+        sd[a] = math.sqrt(omega[a, a])
+    corr = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            corr[a, b] = 1.0 if a == b else min(max(omega[a, b] / (sd[a] * sd[b]), -1.0), 1.0)
+    return sd, corr
+
+
+@_jit
+def _asin(r):
+    return math.asin(min(max(r, -1.0), 1.0))
+
+
+@_jit
+def _root(r):
+    """``sqrt(1 - r^2)`` without the cancellation near ``|r| = 1``."""
+    return math.sqrt(max((1.0 - r) * (1.0 + r), 0.0))
+
+
+@_jit
+def _angle_tables(corr):
+    """``asin(rho)`` and ``sqrt(1 - rho^2)`` of every pair (n, n): the closed forms share them."""
+    n = corr.shape[0]
+    arcsin, root = np.empty((n, n)), np.empty((n, n))
+    for a in range(n):
+        for b in range(a + 1):
+            arcsin[a, b] = arcsin[b, a] = _asin(corr[a, b])
+            root[a, b] = root[b, a] = _root(corr[a, b])
+    return arcsin, root
+
+
+@_jit
+def _facet_mean(x, y, z, corr, root):
+    """``4 pi E[delta(z) x 1{x > 0, y > 0}]`` for units ``x, y, z``; see
+    :func:`landscape.kernels.fourpoint._facet_mean`."""
+    return root[x, z] + (corr[x, y] - corr[x, z] * corr[y, z]) / max(root[y, z], 1e-300)
+
+
+@_jit
+def _reduced_form(count, squared, b, c, d, corr, arcsin, root):
+    """The closed forms of ``landscape.kernels.fourpoint._REDUCED_FORMS`` (unit variances) for the
+    distinct units ``b, c, d`` in order of power."""
+    if count == 3:
+        p3 = max(0.125 + (arcsin[b, c] + arcsin[b, d] + arcsin[c, d]) / (4.0 * math.pi), 0.0)
+        if squared == 0:  # step(b) relu(c) relu(d)
+            boundary = corr[b, c] * _facet_mean(d, c, b, corr, root) + _facet_mean(d, b, c, corr, root)
+            return corr[c, d] * p3 + boundary / (4.0 * math.pi)
+        # step(b) step(c) relu(d)^2
+        boundary = corr[b, d] * _facet_mean(d, c, b, corr, root) + corr[c, d] * _facet_mean(d, b, c, corr, root)
+        return p3 + boundary / (4.0 * math.pi)
+    if count == 2 and squared == 0:  # relu(b) relu(c)
+        return (root[b, c] + corr[b, c] * (0.5 * math.pi + arcsin[b, c])) / _TWO_PI
+    if count == 2:  # step(b) relu(c)^2
+        return 0.25 + arcsin[b, c] / _TWO_PI + corr[b, c] * root[b, c] / _TWO_PI
+    return 0.5  # relu(b)^2
+
+
+@_jit
+def _merged_value(labels, corr, arcsin, root, same, representative, power, order):
+    """``E[step step relu relu]`` of the unit-variance units ``labels`` (4,), merging by value.
+
+    The reduction of :func:`landscape.kernels.fourpoint._relu_four_point`: units that are the same, or
+    that rounding made exactly aligned (a flow converging onto a teacher), are one variable
+    raised to the number of relus it absorbs; exact opposites leave no orthant. The last four
+    arguments are work arrays (4, 4), (4,), (4,), (4,).
+    """
+    for r in range(4):
+        for s in range(4):
+            same[r, s] = corr[labels[r], labels[s]] >= 1.0
+            if corr[labels[r], labels[s]] <= -1.0:
+                return 0.0
+    for via in range(4):  # transitive closure
+        for r in range(4):
+            for s in range(4):
+                same[r, s] = same[r, s] or (same[r, via] and same[via, s])
+    for r in range(4):
+        representative[r] = r
+        for s in range(r - 1, -1, -1):
+            if same[r, s]:
+                representative[r] = s
+    power[:] = 0
+    for r in range(2, 4):
+        power[representative[r]] += 1
+    # Distinct variables in order of power (stable), as landscape.kernels.fourpoint._reduction orders them.
+    order[:] = 0
+    count = 0
+    squared = 0
+    for p in range(3):
+        for r in range(4):
+            if representative[r] == r and power[r] == p:
+                order[count] = labels[r]
+                count += 1
+                squared += p == 2
+    return _reduced_form(count, squared, order[0], order[1], order[2], corr, arcsin, root)
+
+
+@_jit
+def _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s):
+    """Write ``phi2 W`` and ``phi2 K`` (row ``s`` of (n_sets, 6)) of the six pairs (``_PAIRS``
+    order) of four unit-variance variables with correlations ``r4`` (4, 4), given each pair's
+    ``phi2`` and ``1 / det`` (6,) from :func:`_pair_tables`.
+
+    For the pair ``(i, j)`` with complement ``(k, l)``: the determinants of the ``(i, j, k)`` and
+    ``(i, j, l)`` blocks and the cross cofactor, by elimination on ``x_i`` (partial covariances),
+    as in :mod:`landscape.kernels.orthant`; they are ``det_pair`` times the conditional variances and
+    covariance of ``(k, l)`` given ``x_i = x_j = 0``.
+    """
+    for p in range(6):
+        i, j, k, l = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1], _PAIR_TABLE[p, 2], _PAIR_TABLE[p, 3]
+        rho, r_ik, r_il, r_jk, r_jl, r_kl = r4[i, j], r4[i, k], r4[i, l], r4[j, k], r4[j, l], r4[k, l]
+        det_pair = (1.0 - rho) * (1.0 + rho)
+        p_jk = r_jk - rho * r_ik
+        p_jl = r_jl - rho * r_il
+        cross = det_pair * (r_kl - r_ik * r_il) - p_jl * p_jk
+        var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
+        var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
+        # W = 1/4 + asin(r) / (2 pi) with r = cross / sqrt(var_k var_l), as the arctangent
+        # atan2(cross, root) (atan of the ratio: half the time of atan2, a third of asin's); |r| > 1
+        # from rounding gives the bound 0 or 1/2. Where a complementary variable lies in the span
+        # of the pair (var = cross = 0) W is undefined but bounded; 1/4 does, since it is
+        # multiplied by a vanishing rate.
+        root = math.sqrt(max(var_k * var_l - cross * cross, 0.0))
+        if root > 0.0:
+            angle = math.atan(cross / root)
+        else:
+            angle = 0.0 if cross == 0.0 else math.copysign(0.5 * math.pi, cross)
+        w = 0.25 + angle / _TWO_PI
+        # K = (sqrt(v_k v_l - c^2) + c (pi - acos r)) / (2 pi) with v, c = (var, cross) / det_pair,
+        # a conditional E[relu relu] of unit-bounded variances: in [0, 1/2] whatever the rounding.
+        kernel = min(max((root / _TWO_PI + cross * w) * inverse_det[p], 0.0), 0.5)
+        phi2_w[s, p] = phi2[p] * w
+        phi2_k[s, p] = phi2[p] * kernel
+
+
+@_jit
+def _pair_tables(corr):
+    """``phi2 = 1 / (2 pi sqrt(1 - rho^2))`` and ``1 / (1 - rho^2)`` of every pair of units (n, n).
+
+    Rounding puts pairs within ~eps of alignment anywhere in [0, eps] (or past 1 in a trial
+    stage); the floor keeps both finite there, where rho has stopped moving to working precision.
+    """
+    n = corr.shape[0]
+    phi2, inverse_det = np.empty((n, n)), np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            det_pair = max((1.0 - corr[a, b]) * (1.0 + corr[a, b]), _DET_PAIR_FLOOR)
+            inverse_det[a, b] = 1.0 / det_pair
+            phi2[a, b] = 1.0 / (_TWO_PI * math.sqrt(det_pair))
+    return phi2, inverse_det
+
+
+@_jit
+def _set_terms(sets, corr, corr_rate):
+    """``phi2 W``, ``phi2 K`` (n_sets, 6) and ``dP4/dt`` (n_sets,) of every set of four distinct
+    units (sorted labels, pairs in the order of ``_PAIRS``): they do not depend on the roles."""
+    n_sets = sets.shape[0]
+    phi2_w, phi2_k, d_p4 = np.empty((n_sets, 6)), np.empty((n_sets, 6)), np.zeros(n_sets)
+    phi2_of, inverse_det_of = _pair_tables(corr)
+    r4, phi2, inverse_det = np.empty((4, 4)), np.empty(6), np.empty(6)
+    for s in range(n_sets):
+        for a in range(4):
+            for b in range(4):
+                r4[a, b] = 1.0 if a == b else corr[sets[s, a], sets[s, b]]
+        for p in range(6):
+            first, second = sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]
+            phi2[p], inverse_det[p] = phi2_of[first, second], inverse_det_of[first, second]
+        _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s)
+        for p in range(6):
+            d_p4[s] += phi2_w[s, p] * corr_rate[sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]]
+    return phi2_w, phi2_k, d_p4
+
+
+@_jit
+def _relu_rate(carried, index, corr, corr_rate, p4, set_w, set_k, s, pair_map):
+    """``dF/dt`` of the carried quadruple ``carried[index]`` (roles step, step, relu, relu), whose
+    set ``s`` has the ``phi2 W``, ``phi2 K`` rows ``set_w[s]``, ``set_k[s]``, with the set's pair
+    ``pair_map[index, p]`` for each pair of roles ``p`` (``_PAIRS`` order).
+
+    ``dF/dt = P4 d rho_23 + phi2 K_01 d rho_01 +`` the twelve Stein terms of
+    :func:`landscape.kernels.fourpoint._mixed_terms`, ``d rho_ab C'_{b'j} phi2 W_aj`` with
+    ``C'_{b'j} = rho_b'j - rho_b'a rho_aj``, written out by pair ``{a, j}`` (a loop over that
+    table took five times as long; a test checks the two agree).
+    """
+    u0, u1, u2, u3 = carried[index, 0], carried[index, 1], carried[index, 2], carried[index, 3]
+    r01, r02, r03 = corr[u0, u1], corr[u0, u2], corr[u0, u3]
+    r12, r13, r23 = corr[u1, u2], corr[u1, u3], corr[u2, u3]
+    d01, d02, d03 = corr_rate[u0, u1], corr_rate[u0, u2], corr_rate[u0, u3]
+    d12, d13, d23 = corr_rate[u1, u2], corr_rate[u1, u3], corr_rate[u2, u3]
+    w01, w02, w03 = set_w[s, pair_map[index, 0]], set_w[s, pair_map[index, 1]], set_w[s, pair_map[index, 2]]
+    w12, w13 = set_w[s, pair_map[index, 3]], set_w[s, pair_map[index, 4]]
+    mixed = (
+        w01 * (d02 * (r13 - r03 * r01) + d03 * (r12 - r02 * r01) + d12 * (r03 - r13 * r01) + d13 * (r02 - r12 * r01))
+        + w02 * (d02 * (r23 - r03 * r02) + d03 * (1.0 - r02 * r02))
+        + w03 * (d02 * (1.0 - r03 * r03) + d03 * (r23 - r02 * r03))
+        + w12 * (d12 * (r23 - r13 * r12) + d13 * (1.0 - r12 * r12))
+        + w13 * (d12 * (1.0 - r13 * r13) + d13 * (r23 - r12 * r13))
+    )
+    return p4 * d23 + set_k[s, pair_map[index, 0]] * d01 + mixed
+
+
+@_jit
+def _any_exactly_aligned(corr):
+    n = corr.shape[0]
+    for a in range(n):
+        for b in range(a):
+            if abs(corr[a, b]) >= 1.0:
+                return True
+    return False
+
+
+@_jit
+def _finite_lr_term(sd, corr, state, K, noise, tables):
+    """The ``eta^2`` expectation (K, K) from the carried state and the closed forms."""
+    quadruples, state_index, weight, forms, form_of = tables[:5]
+    n_pairs = weight.size
+    half = state.size // 2
+    arcsin, root = _angle_tables(corr)
+    # Rounding can make two distinct units exactly aligned: then the reductions chosen from the
+    # labels divide by sqrt(1 - rho^2) = 0, and the units are merged by value instead.
+    by_value = _any_exactly_aligned(corr)
+    form_value = np.empty(forms.shape[0])
+    # Rows are read by element, not as row views: a view costs a reference count (atomic
+    # operations), which in these loops took as long as the arithmetic.
+    if not by_value:
+        for f in range(forms.shape[0]):
+            form_value[f] = _reduced_form(forms[f, 0], forms[f, 1], forms[f, 2], forms[f, 3], forms[f, 4],
+                                          corr, arcsin, root)
+    same, representative = np.empty((4, 4), np.bool_), np.empty(4, np.int64)
+    power, order = np.empty(4, np.int64), np.empty(4, np.int64)
+    out = np.zeros((K, K))
+    # Rows come in blocks of one (k, l) with every (i, j) in weight order (see _carried_tables).
+    for block in range(quadruples.shape[0] // n_pairs):
+        total = 0.0
+        for pair in range(n_pairs):
+            row = block * n_pairs + pair
+            index = state_index[row]
+            if index >= 0:
+                value = state[half + index]
+            elif by_value:
+                value = _merged_value(quadruples[row], corr, arcsin, root, same, representative, power, order)
+            else:
+                value = form_value[form_of[row]]
+            total += weight[pair] * max(value, 0.0) * sd[quadruples[row, 2]] * sd[quadruples[row, 3]]
+        out[quadruples[block * n_pairs, 0], quadruples[block * n_pairs, 1]] = total
+    for k in range(K):
+        for l in range(k):
+            out[k, l] = out[l, k]
+    if noise > 0:
+        for k in range(K):
+            for l in range(K):
+                out[k, l] += noise * (0.25 + arcsin[k, l] / _TWO_PI)
+    return out
+
+
+# -------------------------------------------------------------------------------- full ODE
+
+
+@_jit
+def velocity(y, model, out, overlaps_only):
+    """Write ``dy/dt`` of the flat state ``y = (Q, R[, P4, F])`` into ``out``.
+
+    With ``overlaps_only``, only the overlaps' part of ``out`` (the first ``K (K + M)`` entries)
+    is written: the carried state's own rates, most of the cost, are skipped.
+
+    NaN everywhere when ``y`` is not finite or beyond the model's bound: a Runge-Kutta trial
+    stage out of range, which the integrator rejects.
+    """
+    T, lr, noise, K, carried, bound, tables = model
+    M = T.shape[0]
+    n_overlaps = K * (K + M)
+    for a in range(y.size):
+        if not math.isfinite(y[a]) or (a < n_overlaps and abs(y[a]) > bound):
+            out[:] = np.nan
+            return
+    omega = _joint_overlaps(y, T, K)
+    rows = _gradient_flow_rows(omega, K)
+    rate = np.zeros_like(omega)
+    for k in range(K):
+        for l in range(K):
+            rate[k, l] = lr * (rows[k, l] + rows[l, k])
+        for m in range(M):
+            rate[k, K + m] = lr * rows[k, K + m]
+    if carried:
+        sd, corr = _correlations(omega)
+        state = y[n_overlaps:]
+        term = _finite_lr_term(sd, corr, state, K, noise, tables)
+        for k in range(K):
+            for l in range(K):
+                rate[k, l] += lr * lr * term[k, l]
+    for k in range(K):
+        for l in range(K):
+            out[k * K + l] = rate[k, l]
+        for m in range(M):
+            out[K * K + k * M + m] = rate[k, K + m]
+            rate[K + m, k] = rate[k, K + m]
+    if carried and not overlaps_only:
+        _carried_rates(sd, corr, rate, y[n_overlaps:], tables, out[n_overlaps:])
+
+
+@_jit
+def _carried_rates(sd, corr, rate, state, tables, out):
+    """Time derivatives of the carried ``(P4, F)`` from those of the overlaps ``rate`` (n, n)."""
+    sets, set_of, pair_map, carried = tables[5:]
+    n = sd.size
+    # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
+    inverse_sd, relative = np.empty(n), np.empty(n)
+    for a in range(n):
+        inverse_sd[a] = 1.0 / sd[a]
+        relative[a] = 0.5 * rate[a, a] * inverse_sd[a] * inverse_sd[a]
+    corr_rate = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            corr_rate[a, b] = rate[a, b] * inverse_sd[a] * inverse_sd[b] - corr[a, b] * (relative[a] + relative[b])
+    set_w, set_k, set_dp4 = _set_terms(sets, corr, corr_rate)
+    half = state.size // 2
+    for index in range(carried.shape[0]):
+        s = set_of[index]
+        out[index] = set_dp4[s]
+        out[half + index] = _relu_rate(carried, index, corr, corr_rate, state[index], set_w, set_k, s, pair_map)
+
+
+@_jit
+def carried_margin(y, model):
+    """How far the state ``y`` is from where the carried derivatives break down: the smallest
+    ``1 - |rho|`` over pairs of units with a student, or 0 if a student's norm is nearly zero.
+
+    The carried derivatives contain ``phi2(rho) ~ 1 / sqrt(1 - rho^2)`` times rates that
+    rounding no longer resolves when ``rho`` is within ~1e-8 of +-1 (a flow converging onto a
+    teacher): the step size then collapses.
+    """
+    T, _, _, K, _, _, _ = model
+    omega = _joint_overlaps(y, T, K)
+    n = omega.shape[0]
+    largest = 0.0
+    for a in range(n):
+        largest = max(largest, omega[a, a])
+    margin = 1.0
+    for a in range(K):
+        if omega[a, a] <= 1e-12 * largest:
+            return 0.0
+        for b in range(n):
+            if b != a:
+                margin = min(margin, 1.0 - abs(omega[a, b]) / math.sqrt(omega[a, a] * omega[b, b]))
+    return margin

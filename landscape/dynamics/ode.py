@@ -1,0 +1,240 @@
+"""Deterministic ODEs of one-pass SGD in summary-statistics space (Saad-Solla scaling).
+
+``dR/dt = lr * (gradient-flow velocity of R)``, ``dQ/dt = lr * (gradient-flow velocity of Q)
++ lr^2 E[relu'(lambda_k) relu'(lambda_l) (f - y)^2]`` (THEORY.md section 3). With ``eta2`` off
+this is exactly gradient flow of the population loss seen through ``(Q, R)``.
+
+:func:`integrate_ode` runs the compiled solver (numba; the four-point expectations of the
+``eta^2`` term carried along the trajectory) and finishes with scipy's ``solve_ivp`` and the
+exact quadrature where the carried derivatives stop being reliable; see
+:mod:`landscape.dynamics.ode_solvers`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.config import RunConfig
+from .fourpoint_flow import carried_four_point_applies
+from ..model.initialisation import initial_overlaps
+from ..model.loss import loss_from_overlaps
+from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
+from ..kernels.overlaps import validate_overlaps
+from .trajectory import FlowStatus, Trajectory, final_time_message
+
+__all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode"]
+
+#: Overlaps larger than this (relative to the teacher scale) count as divergence.
+DIVERGENCE_BOUND = 1e6
+
+
+class _CarriedFailed(Exception):
+    pass
+
+
+_FOUR_POINT_METHODS = ("auto", "carried", "quadrature")
+
+
+def _time_grid(t_end, n_points):
+    if t_end <= 0:
+        return np.array([0.0])
+    first = min(1e-3, t_end / n_points)
+    times = np.empty(n_points)
+    times[0] = 0.0
+    times[1:] = first * (t_end / first) ** np.linspace(0.0, 1.0, n_points - 1)
+    times[-1] = t_end
+    return times
+
+
+def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points=400, rtol=None, atol=None,
+                  four_point="auto"):
+    """Integrate the summary-statistics ODE until a fixed point, divergence or ``t_max``.
+
+    Parameters
+    ----------
+    Q0 : array_like, shape (K, K)
+        Initial student-student overlaps.
+    R0 : array_like, shape (K, M)
+        Initial student-teacher overlaps.
+    T : array_like, shape (M, M)
+        Teacher overlaps.
+    lr : float
+        Learning rate (positive).
+    t_max : float
+        Time horizon in steps / d (positive).
+    eta2 : bool, optional
+        Include the ``lr^2`` term (default True).
+    noise : float, optional
+        Label-noise variance (default 0).
+    tol : float, optional
+        Convergence threshold on ``|dQ/dt| + |dR/dt|`` divided by ``lr``.
+    n_points : int, optional
+        Number of output times (log-spaced, plus ``t = 0`` and the final time).
+    rtol, atol : float, optional
+        Tolerances of the Runge-Kutta integrator (DOP853). Default ``1e-8, 1e-11`` with ``eta2``
+        off; ``1e-6, 1e-9`` with ``eta2`` on (the global error stays near ``1e-9`` in the loss).
+    four_point : {"auto", "carried", "quadrature"}, optional
+        How the ``eta^2`` term is evaluated. ``"carried"``: the four-point expectations join the
+        state and are integrated along the trajectory by Price's theorem
+        (:mod:`landscape.dynamics.fourpoint_flow`; exact initial values, compiled, milliseconds per run).
+        ``"quadrature"``: the exact quadrature at every evaluation (scipy's ``solve_ivp``,
+        seconds per run). ``"auto"`` (default) carries them, and uses the quadrature from the
+        start if two units start within ``1e-8`` of alignment or a unit starts dead, and from the
+        point where that happens if it happens during the run (a flow converging onto a teacher).
+
+    Returns
+    -------
+    Trajectory
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid or ``lr``, ``t_max``, ``noise``, ``tol``, ``n_points`` or
+        ``four_point`` are out of range, or ``four_point="carried"`` cannot be used from these
+        overlaps or to the end of this run.
+    """
+    Q0, R0, T = validate_overlaps(Q0, R0, T)
+    for name, value in (("lr", lr), ("t_max", t_max), ("tol", tol)):
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
+        raise ValueError(f"n_points must be a whole number >= 2 (t = 0 and the final time), got {n_points!r}")
+    if four_point not in _FOUR_POINT_METHODS:
+        raise ValueError(f"four_point must be one of {', '.join(_FOUR_POINT_METHODS)}; got {four_point!r}")
+    applies = bool(eta2) and carried_four_point_applies(Q0, R0, T)
+    if four_point == "carried" and eta2 and not applies:
+        raise ValueError(
+            "four_point='carried' needs all units alive and no two exactly aligned at the start; "
+            "use four_point='quadrature' or 'auto'"
+        )
+    carried = applies and four_point != "quadrature"
+    try:
+        return _integrate(Q0, R0, T, lr, t_max, bool(eta2), noise, tol, n_points, rtol, atol, carried,
+                          strict=four_point == "carried")
+    except _CarriedFailed:
+        raise ValueError(
+            "four_point='carried' cannot finish this run: two units came within 1e-8 of alignment or a "
+            "unit died, where the carried derivatives lose their accuracy; use four_point='auto', "
+            "which continues with the quadrature from there"
+        ) from None
+
+
+_STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverged": FlowStatus.DIVERGED,
+           "failed": FlowStatus.DIVERGED}
+
+
+# The convergence time is where the speed falls to tol; near a fixed point approached at rate lam
+# a state error e moves it by about e / tol. The run therefore goes to _APPROACH * tol with the
+# given tolerances and finishes with tolerances _TIGHTEN times tighter, so that the reported time
+# is accurate to ~1e-4 relative (test) for little extra work (a few decay times at the end).
+_APPROACH, _TIGHTEN = 100.0, 100.0
+
+
+def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, carried, strict):
+    if rtol is None:
+        rtol = 1e-6 if eta2 else 1e-8
+    if atol is None:
+        atol = 1e-9 if eta2 else 1e-11
+    bound = DIVERGENCE_BOUND * max(1.0, float(np.max(np.diag(T))), float(np.max(np.diag(Q0))))
+    K = Q0.shape[0]
+    settings = dict(lr=lr, t_max=t_max, noise=noise, rtol=rtol, atol=atol, bound=bound)
+    tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
+    settings["tol"] = _APPROACH * tol
+    if eta2 and not carried:
+        pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=True, **settings)]
+    else:
+        pieces = [solve_compiled(initial_state(Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
+        pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
+    last = pieces[-1]
+    if last.status == "converged":
+        if last.state_end is not None:  # a compiled piece: continue with its whole state
+            pieces.append(solve_compiled(last.state_end, last.t_end, K, T, carried=carried, **tail))
+            pieces += _continue(pieces[-1], K, T, eta2, carried, strict, tail)
+        else:
+            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, **tail))
+    return _trajectory(pieces, K, T, n_points)
+
+
+def _continue(piece, K, T, eta2, carried, strict, settings):
+    """The numpy solver's continuation of a compiled piece that stopped where it is no longer
+    reliable, as a list of zero or one piece."""
+    if not (piece.status == "handover" or (carried and piece.status == "failed")):
+        return []
+    # The compiled run stopped where it stops being reliable (units within 1e-8 of alignment,
+    # a collapsing step): the numpy solver, with the exact quadrature, continues from the last
+    # accepted step.
+    if strict:
+        raise _CarriedFailed
+    return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=eta2, **settings)]
+
+
+def _trajectory(pieces, K, T, n_points):
+    last = pieces[-1]
+    if last.status == "failed":
+        times = np.concatenate([piece.steps_t for piece in pieces])
+        states = np.concatenate([piece.steps_y for piece in pieces])
+    else:
+        times = _time_grid(last.t_end, n_points)
+        states = np.empty((times.size, last.y_end.size))
+        for piece in pieces:
+            inside = (times >= piece.t0) & (times <= piece.t_end)
+            if np.any(inside):
+                states[inside] = piece.evaluate(times[inside])
+        states[-1] = last.y_end
+    Q, R = unpack(states, K, T.shape[0])
+    with np.errstate(all="ignore"):
+        loss = loss_from_overlaps(Q, R, T)
+    status = _STATUS[last.status]
+    return Trajectory(
+        t=np.asarray(times, dtype=float), Q=Q, R=R, T=T, loss=loss,
+        status=status, message=final_time_message(status, last.t_end), method="ode",
+    )
+
+
+def run_flow(config, tol=1e-8, n_points=400):
+    """Integrate the ODE of a :class:`RunConfig` from its initial condition.
+
+    Parameters
+    ----------
+    config : RunConfig
+    tol : float, optional
+        Convergence threshold (see :func:`integrate_ode`).
+    n_points : int, optional
+        Number of output times.
+
+    Returns
+    -------
+    Trajectory
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a RunConfig.
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    Q0, R0 = initial_overlaps(config)
+    return integrate_ode(
+        Q0, R0, config.teacher_matrix(), config.lr, config.t_max,
+        eta2=config.eta2, noise=config.noise, tol=tol, n_points=n_points,
+    )
+
+
+def compile_ode():
+    """Compile the ODE solver now instead of at the first :func:`integrate_ode` call.
+
+    The right-hand side and the integrator are compiled by numba for this machine: about 40
+    seconds the first time, after which numba's on-disk cache (next to the package) loads them in
+    about a second per process. The dashboard calls this up front to say what it is waiting for.
+
+    Returns
+    -------
+    Trajectory
+        A short run that exercised both right-hand sides (with and without the ``eta^2`` term).
+    """
+    T = np.eye(2)
+    Q0, R0 = np.array([[0.5, 0.1], [0.1, 0.4]]), np.array([[0.2, 0.05], [0.03, 0.3]])
+    integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=False)
+    return integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=True, four_point="carried")

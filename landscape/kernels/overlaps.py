@@ -1,0 +1,113 @@
+"""Validation of overlap matrices: the Gram-matrix conditions every layer above relies on.
+
+``Omega = [[Q, R], [R^T, T]]`` is the covariance of the pre-activations (eq. (1.3) of
+docs/theory.md), so it must be symmetric positive semi-definite; these checks run once, at the
+public functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MAX_UNITS", "check_units", "validate_teacher", "validate_overlaps"]
+
+#: Largest number of student or teacher units the package accepts.
+MAX_UNITS = 64
+_PSD_TOLERANCE = 1e-9
+
+
+def check_units(name, value, maximum=MAX_UNITS):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be between 1 and {maximum}, got {value}")
+    return int(value)
+
+
+def _check_finite_matrix(name, matrix, shape=None):
+    try:
+        array = np.asarray(matrix, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a matrix of numbers, got {matrix!r}") from None
+    if array.ndim != 2 or (shape is not None and array.shape != shape):
+        wanted = f"shape {shape}" if shape is not None else "a 2-D matrix"
+        raise ValueError(f"{name} must have {wanted}, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return array
+
+
+def _check_psd(name, matrix, scale):
+    asymmetry = np.max(np.abs(matrix - matrix.T)) if matrix.size else 0.0
+    if asymmetry > 1e-9 * max(scale, 1.0):
+        raise ValueError(f"{name} is not symmetric: largest |{name} - {name}^T| is {asymmetry:.3g}")
+    smallest = np.linalg.eigvalsh(0.5 * (matrix + matrix.T))[0]
+    if smallest < -_PSD_TOLERANCE * max(scale, 1.0):
+        raise ValueError(
+            f"{name} is not positive semi-definite: smallest eigenvalue {smallest:.3g} "
+            "(overlap matrices are Gram matrices, so all eigenvalues must be >= 0)"
+        )
+
+
+def validate_teacher(T):
+    """Check a teacher overlap matrix and return it as a float array.
+
+    Parameters
+    ----------
+    T : array_like, shape (M, M)
+        Teacher-teacher overlaps ``W* W*^T / d``.
+
+    Returns
+    -------
+    ndarray, shape (M, M)
+        The symmetrised matrix.
+
+    Raises
+    ------
+    ValueError
+        If ``T`` is not square, has non-finite entries, more than ``MAX_UNITS`` rows, a
+        non-positive diagonal entry, or is not symmetric positive semi-definite.
+    """
+    T = _check_finite_matrix("T", T)
+    if T.shape[0] != T.shape[1] or T.shape[0] == 0:
+        raise ValueError(f"T must be a non-empty square matrix, got shape {T.shape}")
+    check_units("M (the size of T)", T.shape[0])
+    diagonal = np.diag(T)
+    if np.any(diagonal <= 0):
+        raise ValueError(
+            f"T must have a positive diagonal (teacher units of non-zero norm), got {diagonal.min():.3g}"
+        )
+    _check_psd("T", T, float(diagonal.max()))
+    return 0.5 * (T + T.T)
+
+
+def validate_overlaps(Q, R, T):
+    """Check that ``(Q, R, T)`` are the overlaps of real weight vectors.
+
+    Parameters
+    ----------
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
+    T : array_like, shape (M, M)
+
+    Returns
+    -------
+    Q, R, T : ndarray
+        Float copies, ``Q`` and ``T`` symmetrised.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, entries are not finite, ``T`` is invalid, or the joint matrix
+        ``[[Q, R], [R^T, T]]`` is not positive semi-definite.
+    """
+    T = validate_teacher(T)
+    Q = _check_finite_matrix("Q", Q)
+    if Q.shape[0] != Q.shape[1] or Q.shape[0] == 0:
+        raise ValueError(f"Q must be a non-empty square matrix, got shape {Q.shape}")
+    check_units("K (the size of Q)", Q.shape[0])
+    R = _check_finite_matrix("R", R, shape=(Q.shape[0], T.shape[0]))
+    _check_psd("Q", Q, float(np.max(np.abs(np.diag(Q)), initial=1.0)))
+    omega = np.block([[Q, R], [R.T, T]])
+    _check_psd("the joint overlap matrix [[Q, R], [R^T, T]]", omega, float(np.max(np.diag(omega))))
+    return 0.5 * (Q + Q.T), R, T
