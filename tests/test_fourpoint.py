@@ -15,7 +15,7 @@ from scipy import special
 from scipy.stats import multivariate_normal
 
 from landscape.kernels.fourpoint import _RULE_RELU4, finite_lr_expectation, relu_four_point
-from landscape.kernels.orthant import _RULE_SMOOTH, _path_moments
+from landscape.kernels.orthant import RULE_SMOOTH, path_moments
 from landscape.kernels.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
 
 MC_SAMPLES = 2_000_000
@@ -285,15 +285,15 @@ def test_smooth_rule_equals_tanh_sinh_on_well_conditioned_matrices():
         if np.max(np.abs(corr[~np.eye(4, dtype=bool)])) <= 0.7 and np.linalg.eigvalsh(corr)[0] >= 0.2:
             accepted.append(corr)
     corr = np.array(accepted)
-    tanh_sinh = _path_moments(corr, _RULE_RELU4)
-    smooth = _path_moments(corr, _RULE_RELU4, _RULE_SMOOTH)
-    gauss_legendre = _path_moments(corr, _RULE_SMOOTH)
+    tanh_sinh = path_moments(corr, _RULE_RELU4)
+    smooth = path_moments(corr, _RULE_RELU4, RULE_SMOOTH)
+    gauss_legendre = path_moments(corr, RULE_SMOOTH)
     for fine, split, coarse in zip(tanh_sinh[:2], smooth[:2], gauss_legendre[:2]):
         assert np.array_equal(split, coarse)
         assert np.max(np.abs(split - fine)) < 1e-14
     nearly_aligned = _random_correlation_near_alignment(rng)
-    mixed = _path_moments(np.concatenate([corr[:2], nearly_aligned[None]]), _RULE_RELU4, _RULE_SMOOTH)
-    alone = _path_moments(nearly_aligned[None], _RULE_RELU4)
+    mixed = path_moments(np.concatenate([corr[:2], nearly_aligned[None]]), _RULE_RELU4, RULE_SMOOTH)
+    alone = path_moments(nearly_aligned[None], _RULE_RELU4)
     assert np.array_equal(mixed[0][2], alone[0][0]) and np.array_equal(mixed[0][:2], smooth[0][:2])
 
 

@@ -307,7 +307,7 @@ def test_a_record_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch)
     from landscape.catalogues import sweep_store as sweep
 
     spec = SweepSpec.from_dict(_spec(grid={"K": [2]}))
-    root = sweep._open_store(tmp_path / "store", spec)
+    root = sweep.open_store(tmp_path / "store", spec)
     record = execute_task(flow_task, spec.tasks[0])
 
     def broken_dump(data, handle, **kwargs):
@@ -316,7 +316,7 @@ def test_a_record_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(sweep.json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
-        sweep._write_atomic(root / "records" / f"{record['key']}.json", record)
+        sweep.write_atomic(root / "records" / f"{record['key']}.json", record)
     assert list((root / "records").iterdir()) == []
 
 

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from functools import partial
 
 from .build import build_catalogue
-from .sweep_spec import SweepSpec, _label, _whole
+from .sweep_spec import SweepSpec, task_label, whole_number
 from .sweep_store import (
-    _RECORDS,
+    RECORDS_FOLDER,
     SweepStore,
     TaskStatus,
-    _open_store,
-    _read_records,
-    _record_dict,
-    _remove_stale_temporaries,
-    _write_atomic,
+    open_store,
+    read_records,
+    record_dict,
+    remove_stale_temporaries,
+    write_atomic,
     load_store,
 )
 
@@ -82,13 +82,13 @@ def execute_task(function, task, run_id=""):
     try:
         result = function(task.config, starts=task.starts, seed=task.task_seed, regime=task.regime)
     except ValueError as error:
-        return _record_dict(task, TaskStatus.FAILED, run_id, name, reason=f"invalid input: {error}")
+        return record_dict(task, TaskStatus.FAILED, run_id, name, reason=f"invalid input: {error}")
     except Exception as error:  # noqa: BLE001 - marked as the task's own, so the client can record it
         raise TaskError(f"{type(error).__name__}: {error}") from error
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     data = result.to_dict() if hasattr(result, "to_dict") else result
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    return _record_dict(task, TaskStatus.DONE, run_id, name, result=data, seconds=seconds,
+    return record_dict(task, TaskStatus.DONE, run_id, name, result=data, seconds=seconds,
                         cpu_seconds=cpu_seconds, worker=worker)
 
 
@@ -228,7 +228,7 @@ def _collect(future, task, run_id, function, retries):
         raise ValueError(f"the Dask cluster could not run task {task.label}: {type(error).__name__}: {said} "
                          "(are landscape and its dependencies installed, at the same version, on the "
                          "scheduler and on every worker?)") from None
-    return _record_dict(task, TaskStatus.FAILED, run_id, _function_name(function), reason=reason)
+    return record_dict(task, TaskStatus.FAILED, run_id, _function_name(function), reason=reason)
 
 
 def _compute(client, tasks, function, root, run_id, retries, on_record):
@@ -242,7 +242,7 @@ def _compute(client, tasks, function, root, run_id, retries, on_record):
         for future in as_completed(futures):
             task = by_key[future.key]
             record = _collect(future, task, run_id, function, retries)
-            _write_atomic(root / _RECORDS / f"{task.key}.json", record)
+            write_atomic(root / RECORDS_FOLDER / f"{task.key}.json", record)
             future.release()
             on_record(record)
     finally:
@@ -256,8 +256,8 @@ def _check_run_arguments(workers, scheduler, client, retries, progress):
     if sum(value is not None for value in (workers, scheduler, client)) > 1:
         raise ValueError("give at most one of workers (a local cluster), scheduler (an address) and client")
     if workers is not None:
-        _whole("workers", workers, 1, 4096)
-    _whole("retries", retries, 0, 100)
+        whole_number("workers", workers, 1, 4096)
+    whole_number("retries", retries, 0, 100)
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
         raise ValueError(f"scheduler must be an address such as 'tcp://10.0.0.5:8786', got {scheduler!r}")
 
@@ -299,10 +299,10 @@ def run_sweep(spec, store, *, workers=None, scheduler=None, client=None, functio
     """
     spec = spec if isinstance(spec, SweepSpec) else SweepSpec.from_dict(spec)
     _check_run_arguments(workers, scheduler, client, retries, progress)
-    root = _open_store(store, spec)
-    _remove_stale_temporaries(root)
+    root = open_store(store, spec)
+    remove_stale_temporaries(root)
     function = build_catalogue if function is None else function
-    existing = _read_records(root)
+    existing = read_records(root)
     todo = [task for task in spec.tasks
             if task.key not in existing or (retry_failed and existing[task.key]["status"] != "done")]
     # Longest first (by a rough cost model), so that no worker idles while the last long task runs.
@@ -323,7 +323,7 @@ def run_sweep(spec, store, *, workers=None, scheduler=None, client=None, functio
         def on_record(record):
             counts["finished"] += 1
             counts["done" if record["status"] == "done" else "failed"] += 1
-            _report(progress, counts, len(todo), spec, submitted, engine, _label(record["point"]))
+            _report(progress, counts, len(todo), spec, submitted, engine, task_label(record["point"]))
 
         _compute(dask_client, todo, function, root, run_id, retries, on_record)
         finished = time.perf_counter()

@@ -45,11 +45,11 @@ RECORD_FORMAT = 1
 #: The built-in spec (``landscape sweep --default-spec``), shipped in assets/.
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "assets" / "sweep_default.json"
 _SPEC_KEYS = {"base", "grid", "starts", "seed", "regime", "description"}
-_TASK_KEYS = ("regime", "starts", "seed")
-_SUB_SPECS = {"teacher": TeacherSpec, "init": InitSpec}
+TASK_KEYS = ("regime", "starts", "seed")
+SUB_SPECS = {"teacher": TeacherSpec, "init": InitSpec}
 
 
-def _canonical_json(data):
+def canonical_json(data):
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -65,7 +65,7 @@ def _normalised(spec):
     return replace(spec, **changes)
 
 
-def _whole(name, value, low, high):
+def whole_number(name, value, low, high):
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -79,20 +79,20 @@ def _check_task_value(name, value):
             raise ValueError(f"regime must be one of {REGIMES}, got {value!r}")
         return value
     if name == "starts":
-        return _whole("starts", value, 1, 10**7)
-    return _whole("seed", value, 0, 2**63 - 1)
+        return whole_number("starts", value, 1, 10**7)
+    return whole_number("seed", value, 0, 2**63 - 1)
 
 
 def _check_grid_key(key):
     config_fields = {f.name for f in fields(RunConfig)}
     head, _, tail = key.partition(".")
     if tail:
-        allowed = {f.name for f in fields(_SUB_SPECS[head])} if head in _SUB_SPECS else set()
+        allowed = {f.name for f in fields(SUB_SPECS[head])} if head in SUB_SPECS else set()
         if tail not in allowed:
-            raise ValueError(f"unknown grid key {key!r}: {head!r} has no field {tail!r}" if head in _SUB_SPECS
+            raise ValueError(f"unknown grid key {key!r}: {head!r} has no field {tail!r}" if head in SUB_SPECS
                              else f"unknown grid key {key!r}; dotted keys are teacher.<field> or init.<field>")
-    elif key not in config_fields | set(_TASK_KEYS):
-        raise ValueError(f"unknown grid key {key!r}; allowed: {sorted(config_fields | set(_TASK_KEYS))} "
+    elif key not in config_fields | set(TASK_KEYS):
+        raise ValueError(f"unknown grid key {key!r}; allowed: {sorted(config_fields | set(TASK_KEYS))} "
                          "and teacher.<field>, init.<field>")
 
 
@@ -103,14 +103,14 @@ def _parse_grid(grid, top_level):
     axes = []
     for key, values in grid.items():
         _check_grid_key(key)
-        if key in _TASK_KEYS and key in top_level:
+        if key in TASK_KEYS and key in top_level:
             raise ValueError(f"{key!r} is given both at the top of the spec and in the grid; keep one")
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid {key!r} must be a non-empty list of values, got {values!r}")
-        texts = [_canonical_json(value) for value in values]
+        texts = [canonical_json(value) for value in values]
         if len(set(texts)) != len(texts):
             raise ValueError(f"grid {key!r} lists the same value twice: {values!r}")
-        if key in _TASK_KEYS:
+        if key in TASK_KEYS:
             values = [_check_task_value(key, value) for value in values]
         axes.append((key, tuple(values)))
     return tuple(axes)
@@ -123,32 +123,32 @@ def _apply_point(base, point):
         head, _, tail = key.partition(".")
         if tail:
             data[head] = {**data[head], tail: value}
-        elif key not in _TASK_KEYS:
+        elif key not in TASK_KEYS:
             data[key] = value
     try:
         return _normalised(RunConfig.from_dict(data))
     except (ValueError, TypeError) as error:
-        raise ValueError(f"grid point {_label(point)} gives an invalid config: {error}") from None
+        raise ValueError(f"grid point {task_label(point)} gives an invalid config: {error}") from None
 
 
 def _check_catalogue_task(config, starts, regime, point):
     """What :func:`build_catalogue` would refuse in every task, refused before anything runs."""
     if starts > MAX_STARTS[regime]:
-        raise ValueError(f"grid point {_label(point)}: starts = {starts} is more than the {MAX_STARTS[regime]} "
+        raise ValueError(f"grid point {task_label(point)}: starts = {starts} is more than the {MAX_STARTS[regime]} "
                          f"a {regime} catalogue allows")
     if config.init.kind != "random":
-        raise ValueError(f"grid point {_label(point)}: a catalogue needs init kind 'random', got {config.init.kind!r}")
+        raise ValueError(f"grid point {task_label(point)}: a catalogue needs init kind 'random', got {config.init.kind!r}")
 
 
-def _label(point):
-    return ", ".join(f"{key}={_canonical_json(value)}" for key, value in point.items()) or "(base)"
+def task_label(point):
+    return ", ".join(f"{key}={canonical_json(value)}" for key, value in point.items()) or "(base)"
 
 
 def task_key(config, starts, seed, regime):
     """Key of a task: 24 hex digits of the SHA-256 of its canonical JSON (see the module doc)."""
     content = {"format": RECORD_FORMAT, "config": _normalised(config).to_dict(),
                "starts": int(starts), "seed": int(seed), "regime": regime}
-    return hashlib.sha256(_canonical_json(content).encode()).hexdigest()[:24]
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()[:24]
 
 
 def task_seed(seed, key):
@@ -185,7 +185,7 @@ class SweepTask:
     @property
     def label(self):
         """The grid point in words, such as ``K=5, lr=0.5``."""
-        return _label(self.point)
+        return task_label(self.point)
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ class SweepSpec:
         if not raw_grids:
             raise ValueError("the spec's grid list is empty; give at least one grid object")
         grids = tuple(_parse_grid(grid, data) for grid in raw_grids)
-        fixed = {key: _check_task_value(key, data[key]) for key in _TASK_KEYS if key in data}
+        fixed = {key: _check_task_value(key, data[key]) for key in TASK_KEYS if key in data}
         for key in ("starts", "seed"):
             if key not in fixed and any(key not in dict(grid) for grid in grids):
                 raise ValueError(f"the spec needs {key!r} (at the top level or as a grid axis)")
@@ -264,9 +264,9 @@ class SweepSpec:
                 _check_catalogue_task(config, starts, regime, point)
                 key = task_key(config, starts, seed, regime)
                 if key in seen:
-                    raise ValueError(f"grid points {seen[key]} and {_label(point)} give the same task "
+                    raise ValueError(f"grid points {seen[key]} and {task_label(point)} give the same task "
                                      "(a grid value with no effect, or overlapping grids)")
-                seen[key] = _label(point)
+                seen[key] = task_label(point)
                 tasks.append(SweepTask(key, point, config, starts, seed, regime, task_seed(seed, key)))
         return tuple(tasks)
 

@@ -25,7 +25,7 @@ import numpy as np
 from .records import Catalogue, PointKind
 from ..model.config import RunConfig
 from .reachability import reachability, reachability_curve
-from .sweep_spec import RECORD_FORMAT, _SUB_SPECS, _TASK_KEYS, SweepSpec, SweepTask, _canonical_json
+from .sweep_spec import RECORD_FORMAT, SUB_SPECS, TASK_KEYS, SweepSpec, SweepTask, canonical_json
 
 __all__ = [
     "DEFAULT_STORE",
@@ -39,7 +39,7 @@ __all__ = [
 #: The store generated from the built-in spec (``landscape sweep --default-spec``), shipped in assets/.
 DEFAULT_STORE = Path(__file__).resolve().parent.parent / "assets" / "sweep_default"
 _SPEC_FILE = "sweep.json"
-_RECORDS = "records"
+RECORDS_FOLDER = "records"
 _STALE_TEMP_SECONDS = 3600.0
 
 
@@ -69,7 +69,7 @@ class SweepStatus(enum.Enum):
         return self.name.lower()
 
 
-def _write_atomic(path, data):
+def write_atomic(path, data):
     """Write JSON next to ``path`` and move it into place: readers see all of it or nothing."""
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp")
     try:
@@ -100,7 +100,7 @@ def _spec_difference(old, new):
     return ", ".join(keys)
 
 
-def _open_store(path, spec):
+def open_store(path, spec):
     """Create the store for ``spec`` or check that an existing one holds the same spec."""
     root = Path(path)
     if (root / _SPEC_FILE).exists():
@@ -113,10 +113,10 @@ def _open_store(path, spec):
         raise ValueError(f"{str(root)!r} exists and is not a sweep store (no {_SPEC_FILE}); "
                          "give a new or empty folder")
     else:
-        (root / _RECORDS).mkdir(parents=True, exist_ok=True)
-        _write_atomic(root / _SPEC_FILE, {"format": RECORD_FORMAT, "spec": spec.to_dict(),
+        (root / RECORDS_FOLDER).mkdir(parents=True, exist_ok=True)
+        write_atomic(root / _SPEC_FILE, {"format": RECORD_FORMAT, "spec": spec.to_dict(),
                                           "created": _now()})
-    (root / _RECORDS).mkdir(exist_ok=True)
+    (root / RECORDS_FOLDER).mkdir(exist_ok=True)
     return root
 
 
@@ -124,10 +124,10 @@ def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_records(root):
+def read_records(root):
     """``{key: record dict}`` of every readable record; unreadable ones are skipped with a warning."""
     records = {}
-    for path in sorted((root / _RECORDS).glob("*.json")):
+    for path in sorted((root / RECORDS_FOLDER).glob("*.json")):
         try:
             data = json.loads(path.read_text())
             if data.get("status") not in ("done", "failed") or path.stem != data["key"]:
@@ -138,10 +138,10 @@ def _read_records(root):
     return records
 
 
-def _remove_stale_temporaries(root):
+def remove_stale_temporaries(root):
     """Temporary files of runs killed mid-write (a live run renames its own within milliseconds)."""
     limit = time.time() - _STALE_TEMP_SECONDS
-    for path in (root / _RECORDS).glob(".*.tmp"):
+    for path in (root / RECORDS_FOLDER).glob(".*.tmp"):
         with contextlib.suppress(OSError):
             if path.stat().st_mtime < limit:
                 path.unlink()
@@ -207,7 +207,7 @@ class TaskRecord:
         return Catalogue.from_dict(self.result)
 
 
-def _record_dict(task, status, run_id, function, reason="", result=None, seconds=0.0, cpu_seconds=0.0, worker=""):
+def record_dict(task, status, run_id, function, reason="", result=None, seconds=0.0, cpu_seconds=0.0, worker=""):
     return {
         "format": RECORD_FORMAT, "key": task.key, "status": status.code, "reason": reason,
         "point": task.point, "config": task.config.to_dict(), "starts": task.starts, "seed": task.seed,
@@ -368,7 +368,7 @@ class SweepStore:
         if len(set(values)) != len(values):
             chosen = self.select(where)
             keys = sorted({name for record in chosen for name in record.task.point if name != parameter
-                           and len({_canonical_json(_value_of(r.task, name)) for r in chosen}) > 1})
+                           and len({canonical_json(_value_of(r.task, name)) for r in chosen}) > 1})
             raise ValueError(f"{len(values)} catalogues selected for {len(set(values))} values of {parameter}: "
                              f"narrow the selection with where={{...}} on {keys + ['K-M']}")
         return reachability_curve(catalogues, parameter=parameter, confidence=confidence)
@@ -409,7 +409,7 @@ def _reachability_row(catalogue):
 
 
 def _cell(value):
-    return _canonical_json(value) if isinstance(value, (dict, list)) else value
+    return canonical_json(value) if isinstance(value, (dict, list)) else value
 
 
 def _value_of(task, name):
@@ -417,13 +417,13 @@ def _value_of(task, name):
         return task.config.K - task.config.M
     if name in task.point:
         return task.point[name]
-    if name in _TASK_KEYS:
+    if name in TASK_KEYS:
         return getattr(task, name)
     head, _, tail = name.partition(".")
     if hasattr(task.config, head) and head in {f.name for f in fields(RunConfig)}:
         value = getattr(task.config, head)
         if not tail:
-            return value.to_dict() if head in _SUB_SPECS else value
+            return value.to_dict() if head in SUB_SPECS else value
         if hasattr(value, tail):
             return getattr(value, tail)
     raise ValueError(f"unknown selection key {name!r}; use a grid key or a config field such as 'K' or 'lr'")
@@ -455,6 +455,6 @@ def load_store(path):
     if not (root / _SPEC_FILE).is_file():
         raise ValueError(f"{str(root)!r} is not a sweep store (it has no {_SPEC_FILE})")
     spec = _read_store_spec(root)
-    data = _read_records(root)
+    data = read_records(root)
     records = tuple(_parse_record(data[task.key], task) for task in spec.tasks if task.key in data)
     return SweepStore(root, spec, records)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batch_flow import _check_positive, _project
+from .batch_flow import check_positive, project
 from ..kernels.overlaps import validate_teacher
 
 __all__ = [
@@ -49,9 +49,9 @@ def integer_partitions(n, max_count=None):
     ValueError
         If ``n`` or ``max_count`` is not a positive whole number.
     """
-    n = _check_positive("n", n, integer=True)
+    n = check_positive("n", n, integer=True)
     if max_count is not None:
-        max_count = _check_positive("max_count", max_count, integer=True)
+        max_count = check_positive("max_count", max_count, integer=True)
 
     def parts(remaining, largest):
         if remaining == 0:
@@ -186,7 +186,7 @@ def plateau_projector(K, W_teacher):
     W_teacher = np.asarray(W_teacher, dtype=float)
     if W_teacher.ndim != 2:
         raise ValueError(f"W_teacher must be a matrix (M, n), got shape {W_teacher.shape}")
-    K = _check_positive("K", K, integer=True)
+    K = check_positive("K", K, integer=True)
     M, n = W_teacher.shape
     T = validate_teacher(W_teacher @ W_teacher.T)
     if not permutation_invariant(T):
@@ -228,8 +228,8 @@ def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):
     ValueError
         As :func:`ansatz_projector`, or if ``count`` is not a positive whole number.
     """
-    count = _check_positive("count", count, integer=True)
+    count = check_positive("count", count, integer=True)
     projector = ansatz_projector(K, M, blocks, W_teacher, paired)
     n = np.shape(W_teacher)[1]
     starts = scale * rng.standard_normal((count, K, n)) / np.sqrt(n)
-    return _project(starts, projector), projector
+    return project(starts, projector), projector

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hessian import weight_hessian
-from ..model.loss import PairResiduals, gradient_coefficients
-from ..kernels.overlaps import validate_teacher
+from ..kernels.gaussian import TINY
+from ..model.loss import PairResiduals, gradient_coefficients, rejection_norms
+from ..kernels.overlaps import validate_teacher, validate_weights
 
 __all__ = [
     "EndReason",
@@ -40,7 +41,6 @@ DEAD_NORM = 1e-6
 #: Weights larger than this (relative to the largest teacher norm) count as divergence.
 DIVERGENCE_NORM = 1e6
 _CONVEX_TOL = 1e-9
-_TINY = 1e-300
 
 
 class EndReason(enum.Enum):
@@ -61,41 +61,19 @@ class EndReason(enum.Enum):
 # ----------------------------------------------------------------------------- batched gradient
 
 
-def _rejection_norms(A, B):
-    """``sqrt(|a|^2 |b|^2 - (a.b)^2)`` for all row pairs, batched over leading dims, without cancellation."""
-    squared = np.einsum("...in,...in->...i", A, A)
-    safe = np.where(squared > 0, squared, 1.0)
-    coefficient = (A @ np.swapaxes(B, -1, -2)) / safe[..., :, None]
-    rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
-    return np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
-
-
-def _gradient(W, W_teacher, T, teacher_residual):
+def unchecked_batch_gradient(W, W_teacher, T, teacher_residual):
     """Unchecked batched gradient, shape (..., K, n)."""
-    residuals = PairResiduals(student=_rejection_norms(W, W), cross=_rejection_norms(W, W_teacher),
+    residuals = PairResiduals(student=rejection_norms(W, W), cross=rejection_norms(W, W_teacher),
                               teacher=teacher_residual)
     coefficients = gradient_coefficients(W @ np.swapaxes(W, -1, -2), W @ W_teacher.T, T, residuals)
     return coefficients.student @ W + coefficients.teacher @ W_teacher
 
 
-def _check_batch(W, W_teacher):
-    try:
-        W = np.array(W, dtype=float)
-        W_teacher = np.array(W_teacher, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError("W and W_teacher must be arrays of numbers") from None
-    if W.ndim == 2:
-        W = W[None]
-    if W.ndim != 3 or W_teacher.ndim != 2 or W.shape[2] != W_teacher.shape[1] or 0 in W.shape + W_teacher.shape:
-        raise ValueError(
-            "W must have shape (S, K, n) (or (K, n)) and W_teacher (M, n) with the same n, "
-            f"got {W.shape} and {W_teacher.shape}"
-        )
-    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
-        raise ValueError("W and W_teacher must not contain NaN or infinite entries")
+def check_batch(W, W_teacher):
+    """:func:`validate_weights` for a batch of students, with the teacher's Gram matrix checked."""
+    W, W_teacher = validate_weights(W, W_teacher, batched=True)
     validate_teacher(W_teacher @ W_teacher.T)
     return W, W_teacher
-
 
 def batch_gradient(W, W_teacher):
     """Gradient of ``L`` for many students at once, with exact residuals from the weights.
@@ -115,9 +93,9 @@ def batch_gradient(W, W_teacher):
     ValueError
         If shapes disagree, entries are not finite or a teacher unit has norm zero.
     """
-    W, W_teacher = _check_batch(W, W_teacher)
+    W, W_teacher = check_batch(W, W_teacher)
     T = W_teacher @ W_teacher.T
-    return _gradient(W, W_teacher, T, _rejection_norms(W_teacher, W_teacher))
+    return unchecked_batch_gradient(W, W_teacher, T, rejection_norms(W_teacher, W_teacher))
 
 
 # ----------------------------------------------------------------------------- gradient flow
@@ -154,7 +132,7 @@ _BS_WEIGHTS = (2.0 / 9.0, 1.0 / 3.0, 4.0 / 9.0)
 _BS_ERROR = (2.0 / 9.0 - 7.0 / 24.0, 1.0 / 3.0 - 1.0 / 4.0, 4.0 / 9.0 - 1.0 / 3.0, -1.0 / 8.0)
 
 
-def _project(W, projector):
+def project(W, projector):
     """Apply one projector (P, P) to every start, or one per start (S, P, P)."""
     if projector is None:
         return W
@@ -164,7 +142,7 @@ def _project(W, projector):
     return np.einsum("sij,sj->si", projector, flat).reshape(W.shape)
 
 
-def _row_norms(W):
+def row_norms(W):
     return np.sqrt(np.einsum("...kn,...kn->...k", W, W))
 
 
@@ -172,44 +150,44 @@ def _convex(W, W_teacher, projector):
     """No descent direction in the Hessian (restricted to the subspace of a projected flow)."""
     hessian = weight_hessian(W, W_teacher)
     if projector is not None:
-        basis = _subspace_basis(projector)
+        basis = subspace_basis(projector)
         hessian = basis.T @ hessian @ basis
     eigenvalues = np.linalg.eigvalsh(hessian)
     return eigenvalues[0] > -_CONVEX_TOL * max(1.0, eigenvalues[-1])
 
 
-def _rk_step(Y, f1, h, slope, projector, rtol):
+def rk_step(Y, f1, h, slope, projector, rtol):
     """One Bogacki-Shampine 3(2) step per start: new states, their slopes, error ratios (<= 1 to accept)."""
     f2 = slope(Y + 0.5 * h * f1)
     f3 = slope(Y + 0.75 * h * f2)
-    Y3 = _project(Y + h * (_BS_WEIGHTS[0] * f1 + _BS_WEIGHTS[1] * f2 + _BS_WEIGHTS[2] * f3), projector)
+    Y3 = project(Y + h * (_BS_WEIGHTS[0] * f1 + _BS_WEIGHTS[1] * f2 + _BS_WEIGHTS[2] * f3), projector)
     f4 = slope(Y3)
     error = h * (_BS_ERROR[0] * f1 + _BS_ERROR[1] * f2 + _BS_ERROR[2] * f3 + _BS_ERROR[3] * f4)
     count = Y.shape[0]
     size = rtol * np.linalg.norm((h * f1).reshape(count, -1), axis=1)
-    ratio = np.linalg.norm(error.reshape(count, -1), axis=1) / np.maximum(size, _TINY)
+    ratio = np.linalg.norm(error.reshape(count, -1), axis=1) / np.maximum(size, TINY)
     return Y3, f4, np.where(np.isfinite(ratio), ratio, 1e10)
 
 
-def _flow(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
+def flow_batch(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
     """Unchecked batched flow; see :func:`flow_to_critical`."""
     T = W_teacher @ W_teacher.T
-    teacher_residual = _rejection_norms(W_teacher, W_teacher)
+    teacher_residual = rejection_norms(W_teacher, W_teacher)
     scale = float(np.sqrt(np.max(np.diag(T))))
     S = W.shape[0]
-    W = _project(W.copy(), projector)
+    W = project(W.copy(), projector)
     reasons = np.full(S, None, dtype=object)
     steps, checked, dt = np.zeros(S, dtype=int), np.zeros(S, dtype=bool), np.full(S, 0.05)
 
     def slope(Y):
-        return -_gradient(Y, W_teacher, T, teacher_residual)
+        return -unchecked_batch_gradient(Y, W_teacher, T, teacher_residual)
 
     def own(projectors, starts):
         return projectors if projectors is None or projectors.ndim == 2 else projectors[starts]
 
     velocity, active = slope(W), np.arange(S)
     while active.size:
-        norms = _row_norms(W[active])
+        norms = row_norms(W[active])
         gradient_norm = np.linalg.norm(velocity[active].reshape(active.size, -1), axis=1)
         blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
         dead = (norms.min(axis=1) < DEAD_NORM * scale) & ~blown
@@ -228,7 +206,7 @@ def _flow(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
         active = active[~(blown | dead | done | out)]
         if not active.size:
             break
-        Y3, f4, ratio = _rk_step(W[active], velocity[active], dt[active][:, None, None], slope,
+        Y3, f4, ratio = rk_step(W[active], velocity[active], dt[active][:, None, None], slope,
                                  own(projector, active), rtol)
         accept = ratio <= 1.0
         W[active[accept]], velocity[active[accept]] = Y3[accept], f4[accept]
@@ -238,7 +216,7 @@ def _flow(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
     return FlowBatch(W=W, gradient_norm=gradient_norm, steps=steps, reasons=tuple(reasons))
 
 
-def _check_positive(name, value, integer=False):
+def check_positive(name, value, integer=False):
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kinds) or not np.isfinite(value) or value <= 0:
         what = "a positive whole number" if integer else "a positive number"
@@ -246,7 +224,7 @@ def _check_positive(name, value, integer=False):
     return int(value) if integer else float(value)
 
 
-def _check_projector(projector, starts, size):
+def check_projector(projector, starts, size):
     if projector is None:
         return None
     projector = np.asarray(projector, dtype=float)
@@ -290,15 +268,15 @@ def flow_to_critical(W0, W_teacher, tol=1e-6, max_steps=20_000, rtol=1e-2, proje
     ValueError
         If shapes disagree, entries are not finite, or a parameter is not positive.
     """
-    W0, W_teacher = _check_batch(W0, W_teacher)
-    tol, rtol = _check_positive("tol", tol), _check_positive("rtol", rtol)
-    max_steps = _check_positive("max_steps", max_steps, integer=True)
-    projector = _check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
-    handover_tol = tol if handover_tol is None else max(_check_positive("handover_tol", handover_tol), tol)
-    return _flow(W0, W_teacher, tol, max_steps, rtol, projector, handover_tol)
+    W0, W_teacher = check_batch(W0, W_teacher)
+    tol, rtol = check_positive("tol", tol), check_positive("rtol", rtol)
+    max_steps = check_positive("max_steps", max_steps, integer=True)
+    projector = check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
+    handover_tol = tol if handover_tol is None else max(check_positive("handover_tol", handover_tol), tol)
+    return flow_batch(W0, W_teacher, tol, max_steps, rtol, projector, handover_tol)
 
 
-def _subspace_basis(projector):
+def subspace_basis(projector):
     """Orthonormal basis of the range of a (possibly oblique) projector."""
     left, singular, _ = np.linalg.svd(projector)
     return left[:, singular > 0.5]

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch_flow import DIVERGENCE_NORM, EndReason, _check_positive, _rk_step
-from ..kernels.fourpoint import _finite_lr_expectation
+from .batch_flow import DIVERGENCE_NORM, EndReason, check_positive, rk_step
+from ..kernels.fourpoint import unchecked_finite_lr_expectation
 from ..model.loss import PairResiduals, gradient_coefficients
 from ..dynamics.ode import ode_velocity
-from .parallel import _chunked, _run_chunks
+from .parallel import chunked, run_chunks
 from ..kernels.overlaps import validate_overlaps
 
 __all__ = [
@@ -86,7 +86,7 @@ def _weight_velocity(W, W_teacher, T, lr, eta2, noise):
     dQ = -lr * (product + product.T)
     dR = -lr * gradient @ W_teacher.T
     if eta2:
-        dQ = dQ + lr**2 * _finite_lr_expectation(Q, R, T, noise)
+        dQ = dQ + lr**2 * unchecked_finite_lr_expectation(Q, R, T, noise)
     return dQ, dR
 
 
@@ -112,7 +112,7 @@ def ode_residual(Q, R, T, lr, eta2=True, noise=0.0):
         If the overlaps are invalid or ``lr``/``noise`` out of range.
     """
     Q, R, T = validate_overlaps(Q, R, T)
-    lr = _check_positive("lr", lr)
+    lr = check_positive("lr", lr)
     noise = _check_noise(noise)
     dQ, dR = ode_velocity(Q, R, T, lr, bool(eta2), noise)
     return float(np.sqrt(np.sum(dQ**2) + np.sum(dR**2))) / lr
@@ -152,7 +152,7 @@ def _ode_flow(Q, R, T, lr, eta2, noise, tol, max_steps, rtol):
         steps += 1
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                y3, f4, ratio = _rk_step(y, f1, h, slope, None, rtol)
+                y3, f4, ratio = rk_step(y, f1, h, slope, None, rtol)
         except ValueError:  # a stage left the finite numbers: the overlaps are blowing up
             return *unpack(y[0]), residual, steps, EndReason.DIVERGED
         if not np.all(np.isfinite(y3)) or np.max(np.abs(y3)) > bound:
@@ -257,11 +257,11 @@ def ode_fixed_point(Q0, R0, T, lr, eta2=True, noise=0.0, tol=1e-10, flow_tol=1e-
         If the overlaps are invalid or a parameter is out of range.
     """
     Q0, R0, T = validate_overlaps(Q0, R0, T)
-    lr = _check_positive("lr", lr)
+    lr = check_positive("lr", lr)
     noise = _check_noise(noise)
-    tol, flow_tol, rtol = (_check_positive(n, v) for n, v in (("tol", tol), ("flow_tol", flow_tol), ("rtol", rtol)))
-    max_steps = _check_positive("max_steps", max_steps, integer=True)
-    max_iter = _check_positive("max_iter", max_iter, integer=True)
+    tol, flow_tol, rtol = (check_positive(n, v) for n, v in (("tol", tol), ("flow_tol", flow_tol), ("rtol", rtol)))
+    max_steps = check_positive("max_steps", max_steps, integer=True)
+    max_iter = check_positive("max_iter", max_iter, integer=True)
     if flow:
         Q, R, residual, steps, reason = _ode_flow(Q0, R0, T, lr, bool(eta2), noise, max(flow_tol, tol), max_steps, rtol)
     else:
@@ -315,10 +315,10 @@ def ode_fixed_points(Q0, R0, T, lr, eta2=True, noise=0.0, flow=True, workers=Non
         raise ValueError(f"Q0 and R0 must be non-empty stacks (S, K, K) and (S, K, M), got {Q0.shape} and {R0.shape}")
     for Q, R in zip(Q0, R0):
         validate_overlaps(Q, R, T)
-    lr, noise = _check_positive("lr", lr), _check_noise(noise)
+    lr, noise = check_positive("lr", lr), _check_noise(noise)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be callable as progress(done, total), got {progress!r}")
-    chunks = _chunked(Q0, R0, size=2)
-    parts = _run_chunks(_fixed_point_chunk, chunks, (np.asarray(T, dtype=float), lr, bool(eta2), noise, bool(flow)),
+    chunks = chunked(Q0, R0, size=2)
+    parts = run_chunks(_fixed_point_chunk, chunks, (np.asarray(T, dtype=float), lr, bool(eta2), noise, bool(flow)),
                         workers, progress)
     return tuple(result for part in parts for result in part)

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.gaussian import TINY
 from ..model.loss import PairResiduals, gradient_coefficients
-from ..kernels.overlaps import validate_overlaps
+from ..kernels.overlaps import validate_overlaps, validate_weights
 
 __all__ = ["Embedding", "embed_overlaps", "weight_hessian", "HessianSpectrum", "hessian_spectrum"]
 
 # Squared norms at or below this are zero (same threshold as the Gaussian kernels).
-_TINY = 1e-300
 _RANK_TOL = 1e-9
 _GROUP_TOL = 1e-7
 #: Largest widening of the zero band by the gradient norm (see :func:`hessian_spectrum`).
@@ -109,7 +109,7 @@ def embed_overlaps(Q, R, T, rtol=_RANK_TOL):
 def _check_norms(W, W_teacher):
     for name, rows in (("student", W), ("teacher", W_teacher)):
         squared = np.einsum("kn,kn->k", rows, rows)
-        dead = np.flatnonzero(squared <= _TINY)
+        dead = np.flatnonzero(squared <= TINY)
         if dead.size:
             raise ValueError(
                 f"{name} unit {dead[0]} (row index, from 0) has zero norm: the Hessian is not defined there"
@@ -166,22 +166,6 @@ def _hessian(W, W_teacher):
     return 0.5 * (hessian + hessian.T)
 
 
-def _check_weights(W, W_teacher):
-    try:
-        W = np.asarray(W, dtype=float)
-        W_teacher = np.asarray(W_teacher, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError("W and W_teacher must be matrices of numbers") from None
-    if W.ndim != 2 or W_teacher.ndim != 2 or W.shape[1] != W_teacher.shape[1] or 0 in W.shape + W_teacher.shape:
-        raise ValueError(
-            "W (K, n) and W_teacher (M, n) must be non-empty 2-D arrays with the same number of columns, "
-            f"got shapes {W.shape} and {W_teacher.shape}"
-        )
-    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
-        raise ValueError("W and W_teacher must not contain NaN or infinite entries")
-    return W, W_teacher
-
-
 def weight_hessian(W, W_teacher):
     """Exact Hessian of ``L = 1/2 E[(f - f*)^2]`` with respect to the student rows.
 
@@ -203,7 +187,7 @@ def weight_hessian(W, W_teacher):
     ValueError
         If shapes disagree, entries are not finite, or a student or teacher unit has zero norm.
     """
-    W, W_teacher = _check_weights(W, W_teacher)
+    W, W_teacher = validate_weights(W, W_teacher)
     return _hessian(W, W_teacher)
 
 
@@ -291,7 +275,7 @@ def _group(values, multiplicities, is_bulk, tolerance):
 
 def _weights_embedding(Q, R, T, W, W_teacher, rank_tol):
     """Project explicit weights onto an orthonormal basis of their span (exact up to rounding)."""
-    W, W_teacher = _check_weights(W, W_teacher)
+    W, W_teacher = validate_weights(W, W_teacher)
     if W.shape[0] != Q.shape[0] or W_teacher.shape[0] != T.shape[0]:
         raise ValueError(
             f"W and W_teacher must have K = {Q.shape[0]} and M = {T.shape[0]} rows like Q and T, "
@@ -313,7 +297,7 @@ def _weights_embedding(Q, R, T, W, W_teacher, rank_tol):
 
 def _check_resolved_norms(squared_norms, resolution):
     """A norm below the embedding's resolution cannot be told from zero (and its Hessian blows up)."""
-    dead = np.flatnonzero(squared_norms <= max(resolution, _TINY))
+    dead = np.flatnonzero(squared_norms <= max(resolution, TINY))
     if dead.size:
         raise ValueError(
             f"student unit {dead[0]} (row index, from 0) has zero norm (squared norm {squared_norms[dead[0]]:.3g}, "

@@ -20,7 +20,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .batch_flow import _check_positive
+from .batch_flow import check_positive
 
 __all__ = [
     "CHUNK_SIZE",
@@ -75,7 +75,7 @@ def _worker_initialiser():
 
 def _worker_count(workers, n_chunks):
     if workers is not None:
-        return max(1, min(_check_positive("workers", workers, integer=True), n_chunks))
+        return max(1, min(check_positive("workers", workers, integer=True), n_chunks))
     if n_chunks < 2 or multiprocessing.current_process().daemon:
         return 1  # daemonic processes (e.g. Dask workers) may not start children
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -114,7 +114,7 @@ def _forked_children(function, chunks, arguments, workers):
     return pids, reader
 
 
-def _run_chunks(function, chunks, arguments, workers, progress):
+def run_chunks(function, chunks, arguments, workers, progress):
     """``function(*chunk, *arguments)`` for every chunk, in order, shared between ``workers``.
 
     Each chunk is a tuple of arrays whose first axis runs over starts. Several workers are forked
@@ -177,7 +177,7 @@ def _share_with_children(function, chunks, arguments, workers, report):
             os.waitpid(pid, 0)
 
 
-def _chunked(*arrays, size=CHUNK_SIZE):
+def chunked(*arrays, size=CHUNK_SIZE):
     """Split arrays (first axis = starts; None passes through) into tuples of chunks."""
     count = len(arrays[0])
     return [tuple(None if a is None else a[i:i + size] for a in arrays) for i in range(0, count, size)]

@@ -28,20 +28,19 @@ import numpy as np
 
 from .batch_flow import (
     DEAD_NORM,
-    _TINY,
     EndReason,
-    _check_batch,
-    _check_positive,
-    _check_projector,
-    _flow,
-    _gradient,
-    _rejection_norms,
-    _row_norms,
-    _subspace_basis,
+    check_batch,
+    check_positive,
+    check_projector,
+    flow_batch,
+    unchecked_batch_gradient,
+    row_norms,
+    subspace_basis,
 )
+from ..kernels.gaussian import TINY
 from .hessian import weight_hessian
-from ..model.loss import PairResiduals, loss_from_overlaps
-from .parallel import CHUNK_SIZE, _chunked, _run_chunks
+from ..model.loss import PairResiduals, loss_from_overlaps, rejection_norms
+from .parallel import CHUNK_SIZE, chunked, run_chunks
 
 __all__ = [
     "PolishResult",
@@ -89,19 +88,19 @@ def _newton_step(W, W_teacher, gradient, basis):
     if basis is not None:
         hessian, g = basis.T @ hessian @ basis, basis.T @ g
     eigenvalues, eigenvectors = np.linalg.eigh(hessian)
-    keep = np.abs(eigenvalues) > _RCOND * max(np.max(np.abs(eigenvalues)), _TINY)
+    keep = np.abs(eigenvalues) > _RCOND * max(np.max(np.abs(eigenvalues)), TINY)
     step = -(eigenvectors[:, keep] @ ((eigenvectors[:, keep].T @ g) / eigenvalues[keep]))
     return (step if basis is None else basis @ step).reshape(W.shape)
 
 
 def _line_search(W, step, norm, gradient_at):
     """Backtracking on the gradient norm; None if no step length lowers it."""
-    shortest = _row_norms(W).min()
+    shortest = row_norms(W).min()
     for _ in range(30):
         trial = W + step
         # Quasi-flat directions (split units, K > M) give long Newton steps; one that would
         # shrink a unit to a fraction of its length is cut back instead of killing the unit.
-        if _row_norms(trial).min() > 0.5 * shortest:
+        if row_norms(trial).min() > 0.5 * shortest:
             gradient = gradient_at(trial)
             trial_norm = float(np.linalg.norm(gradient))
             if trial_norm < norm:
@@ -113,23 +112,23 @@ def _line_search(W, step, norm, gradient_at):
 def _polish(W, W_teacher, tol, max_iter, projector):
     """Unchecked :func:`newton_polish`."""
     T = W_teacher @ W_teacher.T
-    teacher_residual = _rejection_norms(W_teacher, W_teacher)
+    teacher_residual = rejection_norms(W_teacher, W_teacher)
     dead = DEAD_NORM * float(np.sqrt(np.max(np.diag(T))))
 
     def gradient_at(X):
-        return _gradient(X, W_teacher, T, teacher_residual)
+        return unchecked_batch_gradient(X, W_teacher, T, teacher_residual)
 
     W = np.array(W, dtype=float)
-    basis = None if projector is None else _subspace_basis(projector)
+    basis = None if projector is None else subspace_basis(projector)
     gradient = gradient_at(W)
     norm, iterations = float(np.linalg.norm(gradient)), 0
-    while norm >= tol and iterations < max_iter and _row_norms(W).min() >= dead:
+    while norm >= tol and iterations < max_iter and row_norms(W).min() >= dead:
         iterations += 1
         found = _line_search(W, _newton_step(W, W_teacher, gradient, basis), norm, gradient_at)
         if found is None:
             break
         W, gradient, norm = found
-    if _row_norms(W).min() < dead:
+    if row_norms(W).min() < dead:
         return PolishResult(W, norm, iterations, False, EndReason.UNIT_DIED,
                             f"{EndReason.UNIT_DIED.value} during Newton polishing")
     if norm < tol:
@@ -152,8 +151,8 @@ def _polish_on_rays(W, W_teacher, tol, max_iter):
     """
     from scipy.sparse.csgraph import connected_components
 
-    norms = _row_norms(W)
-    directions = W / np.maximum(norms, _TINY)[:, None]
+    norms = row_norms(W)
+    directions = W / np.maximum(norms, TINY)[:, None]
     count, labels = connected_components(directions @ directions.T > np.cos(_RAY_ANGLE), directed=False)
     if count == W.shape[0]:
         return None
@@ -197,12 +196,12 @@ def newton_polish(W, W_teacher, tol=1e-10, max_iter=40, projector=None):
     ValueError
         If shapes disagree, entries are not finite or a parameter is out of range.
     """
-    W3, W_teacher = _check_batch(W, W_teacher)
+    W3, W_teacher = check_batch(W, W_teacher)
     if np.ndim(W) != 2:
         raise ValueError(f"W must be one point of shape (K, n), got shape {np.shape(W)}")
-    tol = _check_positive("tol", tol)
-    max_iter = _check_positive("max_iter", max_iter, integer=True)
-    projector = _check_projector(projector, 1, W3.shape[1] * W3.shape[2])
+    tol = check_positive("tol", tol)
+    max_iter = check_positive("max_iter", max_iter, integer=True)
+    projector = check_projector(projector, 1, W3.shape[1] * W3.shape[2])
     projector = None if projector is None else projector.reshape(W3.shape[1] * W3.shape[2], -1)
     return _polish(W3[0], W_teacher, tol, max_iter, projector)
 
@@ -255,7 +254,7 @@ class StartResults:
 
 def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
     """Flow then polish one chunk of starts (a module-level function, so worker processes can run it)."""
-    flow = _flow(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
+    flow = flow_batch(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
     W = flow.W.copy()
     reasons = list(flow.reasons)
     gradient_norm = flow.gradient_norm.copy()
@@ -314,20 +313,20 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     ValueError
         If shapes disagree, entries are not finite or a parameter is out of range.
     """
-    W0, W_teacher = _check_batch(W0, W_teacher)
-    flow_tol, tol, rtol, handover_tol = (_check_positive(n, v) for n, v in (
+    W0, W_teacher = check_batch(W0, W_teacher)
+    flow_tol, tol, rtol, handover_tol = (check_positive(n, v) for n, v in (
         ("flow_tol", flow_tol), ("tol", tol), ("rtol", rtol), ("handover_tol", handover_tol)))
-    max_steps = _check_positive("max_steps", max_steps, integer=True)
-    projector = _check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
+    max_steps = check_positive("max_steps", max_steps, integer=True)
+    projector = check_projector(projector, W0.shape[0], W0.shape[1] * W0.shape[2])
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be callable as progress(done, total), got {progress!r}")
-    chunk_size = _check_positive("chunk_size", chunk_size, integer=True)
+    chunk_size = check_positive("chunk_size", chunk_size, integer=True)
     if projector is not None and projector.ndim == 3:
-        chunks = _chunked(W0, projector, size=chunk_size)
+        chunks = chunked(W0, projector, size=chunk_size)
     else:
-        chunks = [(chunk, projector) for (chunk,) in _chunked(W0, size=chunk_size)]
+        chunks = [(chunk, projector) for (chunk,) in chunked(W0, size=chunk_size)]
     arguments = (W_teacher, flow_tol, tol, max_steps, rtol, max(handover_tol, flow_tol))
-    parts = _run_chunks(_search_chunk, chunks, arguments, workers, progress)
+    parts = run_chunks(_search_chunk, chunks, arguments, workers, progress)
     reasons = tuple(reason for part in parts for reason in part[1])
     n_converged = sum(reason is EndReason.CONVERGED for reason in reasons)
     return StartResults(

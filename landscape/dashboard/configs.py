@@ -8,7 +8,7 @@ import numpy as np
 
 from ..model.config import InitSpec, RunConfig, TeacherSpec
 from .matrices import default_block_sizes, format_matrix, parse_block_sizes, parse_matrix
-from .settings import SIDEBAR_SETTINGS, TEACHER_CHOICES, _defaults
+from .settings import SIDEBAR_SETTINGS, TEACHER_CHOICES, default_values
 
 __all__ = ["config_from_settings", "settings_from_config", "query_string"]
 
@@ -47,7 +47,7 @@ def config_from_settings(values):
         If the combination is invalid (e.g. block sizes that do not add up to ``M``, a custom
         ``T`` that is not positive semi-definite), with the reason.
     """
-    full = {**_defaults(), **dict(values)}
+    full = {**default_values(), **dict(values)}
     unknown = [choice for choice in (full["teacher"],) if choice not in TEACHER_CHOICES]
     if unknown:
         raise ValueError(f"teacher must be one of {TEACHER_CHOICES}, got {unknown[0]!r}")
@@ -68,7 +68,7 @@ def settings_from_config(config):
     """
     if config.init.kind != "random":
         raise ValueError("the dashboard only describes random initialisations (init kind 'random')")
-    values = _defaults()
+    values = default_values()
     teacher = config.teacher
     values.update(
         K=config.K, M=config.M, lr=config.lr, eta2=bool(config.eta2), noise=config.noise, tmax=config.t_max,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .settings import _defaults
+from .settings import default_values
 
 __all__ = ["Preset", "PRESETS", "preset_values"]
 
@@ -68,5 +68,5 @@ def preset_values(name):
     """
     for preset in PRESETS:
         if preset.name == name:
-            return {**_defaults(), **preset.changes}
+            return {**default_values(), **preset.changes}
     raise ValueError(f"no preset named {name!r}; presets: {[p.name for p in PRESETS]}")

@@ -209,7 +209,7 @@ def setting(key):
     raise ValueError(f"no setting has the key {key!r}")
 
 
-def _defaults(settings=SIDEBAR_SETTINGS):
+def default_values(settings=SIDEBAR_SETTINGS):
     return {item.key: item.default for item in settings}
 
 

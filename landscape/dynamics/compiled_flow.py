@@ -24,16 +24,16 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels.fourpoint import _unit_quadruples
+from ..kernels.fourpoint import unit_quadruples
 from .fourpoint_flow import carried_four_point
-from ..kernels.gaussian import _TINY
-from ..kernels.orthant import _PAIRS
+from ..kernels.gaussian import TINY
+from ..kernels.orthant import PAIRS
 
 __all__ = []  # internal to the ODE
 
 _TWO_PI = 2.0 * math.pi
 # Mixed Stein terms (pair, a, j, b, partner) of landscape.kernels.fourpoint._mixed_terms, one row each.
-_PAIR_TABLE = _PAIRS.astype(np.int64)
+_PAIR_TABLE = PAIRS.astype(np.int64)
 # Smallest 1 - rho^2 of a pair in the derivatives (a few ulps).
 _DET_PAIR_FLOOR = 1e-15
 
@@ -93,10 +93,10 @@ def _carried_tables(n_students, n_teachers):
     power) and ``form_of`` (n,): the form of each quadruple with a repeated unit, -1 otherwise;
     ``sets`` (n_sets, 4): the sets of four distinct units, sorted; ``set_of`` (n_carried,): the
     set of each carried quadruple; ``pair_map`` (n_carried, 6): the set's pair for each pair of
-    roles (``_PAIRS`` order); ``carried`` (n_carried, 4): the carried quadruples, in state order.
+    roles (``PAIRS`` order); ``carried`` (n_carried, 4): the carried quadruples, in state order.
     """
     carrier = carried_four_point(n_students, n_teachers)
-    quadruples, _, (i, j) = _unit_quadruples(n_students, n_students + n_teachers)
+    quadruples, _, (i, j) = unit_quadruples(n_students, n_students + n_teachers)
     distinct = carrier.distinct
     state_index = np.full(quadruples.shape[0], -1, dtype=np.int64)
     state_index[distinct] = np.arange(int(distinct.sum()))
@@ -153,10 +153,10 @@ def _gradient_flow_rows(omega, K):
             r = q * omega[j, j] - omega[k, j] * omega[k, j]
             r = math.sqrt(r) if r > 0.0 else 0.0
             fire[k, j] = (math.pi - math.atan2(r, omega[k, j])) / _TWO_PI
-            alive = q > _TINY and omega[j, j] > _TINY
+            alive = q > TINY and omega[j, j] > TINY
             if not alive:
                 fire[k, j] = 0.0
-            residual[k, j] = r / (_TWO_PI * q) if q > _TINY else 0.0
+            residual[k, j] = r / (_TWO_PI * q) if q > TINY else 0.0
     for k in range(K):
         kink = 0.0
         for j in range(K):
@@ -283,7 +283,7 @@ def _merged_value(labels, corr, arcsin, root, same, representative, power, order
 
 @_jit
 def _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s):
-    """Write ``phi2 W`` and ``phi2 K`` (row ``s`` of (n_sets, 6)) of the six pairs (``_PAIRS``
+    """Write ``phi2 W`` and ``phi2 K`` (row ``s`` of (n_sets, 6)) of the six pairs (``PAIRS``
     order) of four unit-variance variables with correlations ``r4`` (4, 4), given each pair's
     ``phi2`` and ``1 / det`` (6,) from :func:`_pair_tables`.
 
@@ -339,7 +339,7 @@ def _pair_tables(corr):
 @_jit
 def _set_terms(sets, corr, corr_rate):
     """``phi2 W``, ``phi2 K`` (n_sets, 6) and ``dP4/dt`` (n_sets,) of every set of four distinct
-    units (sorted labels, pairs in the order of ``_PAIRS``): they do not depend on the roles."""
+    units (sorted labels, pairs in the order of ``PAIRS``): they do not depend on the roles."""
     n_sets = sets.shape[0]
     phi2_w, phi2_k, d_p4 = np.empty((n_sets, 6)), np.empty((n_sets, 6)), np.zeros(n_sets)
     phi2_of, inverse_det_of = _pair_tables(corr)
@@ -361,7 +361,7 @@ def _set_terms(sets, corr, corr_rate):
 def _relu_rate(carried, index, corr, corr_rate, p4, set_w, set_k, s, pair_map):
     """``dF/dt`` of the carried quadruple ``carried[index]`` (roles step, step, relu, relu), whose
     set ``s`` has the ``phi2 W``, ``phi2 K`` rows ``set_w[s]``, ``set_k[s]``, with the set's pair
-    ``pair_map[index, p]`` for each pair of roles ``p`` (``_PAIRS`` order).
+    ``pair_map[index, p]`` for each pair of roles ``p`` (``PAIRS`` order).
 
     ``dF/dt = P4 d rho_23 + phi2 K_01 d rho_01 +`` the twelve Stein terms of
     :func:`landscape.kernels.fourpoint._mixed_terms`, ``d rho_ab C'_{b'j} phi2 W_aj`` with

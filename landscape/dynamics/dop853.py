@@ -21,19 +21,32 @@ import math
 
 import numpy as np
 from numba import njit
-from scipy.integrate._ivp import dop853_coefficients as _coefficients
+from scipy.integrate import DOP853
 
 from .compiled_flow import carried_margin, velocity
 
 __all__ = []  # internal to the ODE
 
-_N_STAGES = _coefficients.N_STAGES
-_A = np.ascontiguousarray(_coefficients.A)
-_B = np.ascontiguousarray(_coefficients.B)
-_C = np.ascontiguousarray(_coefficients.C)
-_E3 = np.ascontiguousarray(_coefficients.E3)
-_E5 = np.ascontiguousarray(_coefficients.E5)
-_D = np.ascontiguousarray(_coefficients.D)
+
+def _tableau():
+    """The Butcher tableau as one (16, 16) matrix and (16,) nodes, from the public attributes of
+    :class:`scipy.integrate.DOP853`: the 12 stages, the FSAL stage (row ``B``, node 1) that
+    evaluates the velocity at the step's end, and the 3 extra stages of the dense output."""
+    n = DOP853.n_stages
+    A = np.zeros((n + 1 + DOP853.A_EXTRA.shape[0], DOP853.A_EXTRA.shape[1]))
+    A[:n, :n] = DOP853.A
+    A[n, :n] = DOP853.B
+    A[n + 1:] = DOP853.A_EXTRA
+    C = np.concatenate([DOP853.C, [1.0], DOP853.C_EXTRA])
+    return np.ascontiguousarray(A), np.ascontiguousarray(C)
+
+
+_N_STAGES = DOP853.n_stages
+_A, _C = _tableau()
+_B = np.ascontiguousarray(DOP853.B)
+_E3 = np.ascontiguousarray(DOP853.E3)
+_E5 = np.ascontiguousarray(DOP853.E5)
+_D = np.ascontiguousarray(DOP853.D)
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _ERROR_EXPONENT = -1.0 / 8.0  # error estimator of order 7
 _EPS = np.finfo(float).eps

@@ -37,7 +37,7 @@ import functools
 
 import numpy as np
 
-from ..kernels.fourpoint import _PAIR_INDEX, _PAIRS, _REDUCED_FORMS, _reduction, _relu4_on_sets, _stable_order, _unit_quadruples
+from ..kernels.fourpoint import PAIR_INDEX, PAIRS, REDUCED_FORMS, reduction, relu4_on_sets, stable_order, unit_quadruples
 
 __all__ = []  # internal to the ODE
 
@@ -63,14 +63,14 @@ def _repeated_unit_cases(quadruples):
 
     A repeated unit is one variable raised to the number of relus it absorbs
     (``step(x) relu(x) = relu(x)``), leaving an elementary expectation of two or three distinct
-    variables. Returns, per key ``(distinct variables, squared relus)`` of ``_REDUCED_FORMS``, the
+    variables. Returns, per key ``(distinct variables, squared relus)`` of ``REDUCED_FORMS``, the
     rows and the unit labels (rows, 4) in order of power.
     """
     representative = np.argmax(quadruples[:, :, None] == quadruples[:, None, :], axis=-1)
-    count, squared, order = _reduction(representative)
+    count, squared, order = reduction(representative)
     labels = np.take_along_axis(quadruples, order, axis=1)
-    rows = {case: np.flatnonzero((count == case[0]) & (squared == case[1])) for case in _REDUCED_FORMS}
-    return [(case, rows[case], labels[rows[case]]) for case in _REDUCED_FORMS]
+    rows = {case: np.flatnonzero((count == case[0]) & (squared == case[1])) for case in REDUCED_FORMS}
+    return [(case, rows[case], labels[rows[case]]) for case in REDUCED_FORMS]
 
 
 def carried_four_point_applies(Q, R, T):
@@ -93,12 +93,12 @@ class CarriedFourPoint:
     and ``repeated_cases`` reduces the others. Quadruples of the same four units share their
     path integrals and the derivatives of their pairs: ``sets`` (n_sets, 4) lists the sets of
     four units (sorted), ``set_of`` (n,) gives each carried quadruple's set and ``pair_map``
-    (n, 6) the set's pair for each pair of roles (``_PAIRS`` order). The carried state is
+    (n, 6) the set's pair for each pair of roles (``PAIRS`` order). The carried state is
     ``(P4, F)`` of the carried quadruples, concatenated, shape (2 n,). Internal to the ODE.
     """
 
     def __init__(self, n_students, n_teachers):
-        q, _, _ = _unit_quadruples(n_students, n_students + n_teachers)
+        q, _, _ = unit_quadruples(n_students, n_students + n_teachers)
         self.distinct = (
             (q[:, 0] != q[:, 1]) & (q[:, 0] != q[:, 2]) & (q[:, 0] != q[:, 3])
             & (q[:, 1] != q[:, 2]) & (q[:, 1] != q[:, 3]) & (q[:, 2] != q[:, 3])
@@ -106,10 +106,10 @@ class CarriedFourPoint:
         self.carried = q[self.distinct]
         self.repeated = q[~self.distinct]
         self.repeated_cases = _repeated_unit_cases(self.repeated)
-        order, position = _stable_order(self.carried)  # as _relu4_distinct ranks the roles in a set
+        order, position = stable_order(self.carried)  # as _relu4_distinct ranks the roles in a set
         sets, set_of = np.unique(np.take_along_axis(self.carried, order, 1), axis=0, return_inverse=True)
         self.sets, self.set_of = sets, set_of.reshape(-1)
-        self.pair_map = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]
+        self.pair_map = PAIR_INDEX[position[:, PAIRS[:, 0]], position[:, PAIRS[:, 1]]]
 
     def initial_state(self, omega):
         """Exact ``(P4, F)`` by quadrature for the joint overlaps ``omega`` (n, n), shape (2 n,)."""
@@ -118,7 +118,7 @@ class CarriedFourPoint:
         # for generic correlations, and one path integral per set of four units instead of two.
         quadruple_corr = corr[self.carried[:, :, None], self.carried[:, None, :]]
         set_corr = corr[self.sets[:, :, None], self.sets[:, None, :]]
-        f, set_p4 = _relu4_on_sets(quadruple_corr, set_corr, self.set_of, self.pair_map)
+        f, set_p4 = relu4_on_sets(quadruple_corr, set_corr, self.set_of, self.pair_map)
         return np.concatenate([set_p4[self.set_of], f])
 
 

@@ -29,37 +29,38 @@ from __future__ import annotations
 import numpy as np
 
 from .orthant import (
-    _PAIRS,
-    _RULE_SMOOTH,
-    _TINY,
-    _as_square_batch,
-    _check_symmetric_psd,
-    _gather,
-    _merge_duplicates,
-    _orthant_from_moments,
-    _p2,
-    _p3,
-    _path_moments,
-    _sqrt_one_minus_square,
-    _stable_order,
-    _standardise,
-    _tanh_sinh_rule,
+    PAIRS,
+    RULE_SMOOTH,
+    TINY,
+    as_square_batch,
+    check_symmetric_psd,
+    gather,
+    merge_duplicates,
+    orthant_from_moments,
+    unchecked_orthant_probability_2,
+    unchecked_orthant_probability_3,
+    path_moments,
+    sqrt_one_minus_square,
+    stable_order,
+    standardise,
+    tanh_sinh_rule,
 )
+from .gaussian import relu_kernel
 from .overlaps import validate_overlaps
 
 __all__ = ["relu_four_point", "finite_lr_expectation"]
 
-# The pair index (0..5) of each pair of the four variables, in the order of _PAIRS.
-_PAIR_INDEX = np.full((4, 4), -1)
-for _p, (_i, _j, _k, _l) in enumerate(_PAIRS):
-    _PAIR_INDEX[_i, _j] = _PAIR_INDEX[_j, _i] = _p
+# The pair index (0..5) of each pair of the four variables, in the order of PAIRS.
+PAIR_INDEX = np.full((4, 4), -1)
+for _p, (_i, _j, _k, _l) in enumerate(PAIRS):
+    PAIR_INDEX[_i, _j] = PAIR_INDEX[_j, _i] = _p
 del _p, _i, _j, _k, _l
 
 
 # Step 1/7 (43 nodes) keeps the four-point expectation within 3e-12 of the converged value for
 # generic matrices and 6e-10 with several nearly aligned units (1 - rho down to 1e-15).
 # Well-conditioned matrices use 16 Gauss-Legendre nodes instead (orthant._RULE_SMOOTH).
-_RULE_RELU4 = _tanh_sinh_rule(1.0 / 7.0, 3.0)
+_RULE_RELU4 = tanh_sinh_rule(1.0 / 7.0, 3.0)
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -68,7 +69,7 @@ _RULE_RELU4 = _tanh_sinh_rule(1.0 / 7.0, 3.0)
 def _relu_relu(rho):
     """``E[relu(x) relu(y)]`` for unit variances: the arc-cosine kernel."""
     rho = np.clip(rho, -1.0, 1.0)
-    return (_sqrt_one_minus_square(rho) + rho * (np.pi - np.arccos(rho))) / (2.0 * np.pi)
+    return relu_kernel(1.0, 1.0, rho, residual=sqrt_one_minus_square(rho))
 
 
 def _step_relu_squared(rho):
@@ -77,7 +78,7 @@ def _step_relu_squared(rho):
     Stein on one factor ``y``: ``P2(rho) + rho E[y delta(x) 1{y > 0}]``.
     """
     rho = np.clip(rho, -1.0, 1.0)
-    return _p2(rho) + rho * _sqrt_one_minus_square(rho) / (2.0 * np.pi)
+    return unchecked_orthant_probability_2(rho) + rho * sqrt_one_minus_square(rho) / (2.0 * np.pi)
 
 
 def _facet_mean(r_xy, r_xz, r_yz):
@@ -88,8 +89,8 @@ def _facet_mean(r_xy, r_xz, r_yz):
     ``(r_xy - r_xz r_yz) / sqrt(1 - r_yz^2)`` so that nothing divides by a vanishing ``v_x``.
     ``y`` and ``z`` are never duplicates here (they have been merged), so the root is positive.
     """
-    root_yz = np.maximum(_sqrt_one_minus_square(r_yz), 1e-300)
-    return _sqrt_one_minus_square(r_xz) + (r_xy - r_xz * r_yz) / root_yz
+    root_yz = np.maximum(sqrt_one_minus_square(r_yz), 1e-300)
+    return sqrt_one_minus_square(r_xz) + (r_xy - r_xz * r_yz) / root_yz
 
 
 def _step_relu_relu(r_bc, r_bd, r_cd):
@@ -98,7 +99,7 @@ def _step_relu_relu(r_bc, r_bd, r_cd):
     Stein on ``c``: ``r_cd P3 + r_cb E[d delta(b) 1{c, d > 0}] + E[d delta(c) 1{b, d > 0}]``.
     """
     boundary = r_bc * _facet_mean(r_cd, r_bd, r_bc) + _facet_mean(r_bd, r_cd, r_bc)
-    return r_cd * _p3(r_bc, r_bd, r_cd) + boundary / (4.0 * np.pi)
+    return r_cd * unchecked_orthant_probability_3(r_bc, r_bd, r_cd) + boundary / (4.0 * np.pi)
 
 
 def _step_step_relu_squared(r_ab, r_ac, r_bc):
@@ -107,7 +108,7 @@ def _step_step_relu_squared(r_ab, r_ac, r_bc):
     Stein on one factor ``c``: ``P3 + sum_{m = a, b} r_cm E[c delta(m) 1{others > 0}]``.
     """
     boundary = r_ac * _facet_mean(r_bc, r_ac, r_ab) + r_bc * _facet_mean(r_ac, r_bc, r_ab)
-    return _p3(r_ab, r_ac, r_bc) + boundary / (4.0 * np.pi)
+    return unchecked_orthant_probability_3(r_ab, r_ac, r_bc) + boundary / (4.0 * np.pi)
 
 
 # ------------------------------------------------------------------ four-point from the path
@@ -122,7 +123,7 @@ def _mixed_terms():
     ``C'_{b' j} = S_b'j - S_b'a S_aj``. Each row is one ``(pair {a, j}, a, j, b, b')``.
     """
     terms = []
-    for p, (i, j, _, _) in enumerate(_PAIRS):
+    for p, (i, j, _, _) in enumerate(PAIRS):
         for a, other in ((i, j), (j, i)):
             if a <= 1:  # only the step variables 0 and 1 carry a delta
                 terms += [(p, a, other, b, 5 - b) for b in (2, 3)]
@@ -174,26 +175,26 @@ def _relu4_distinct(corr, labels=None, orthant=False):
     returns the orthant probabilities ``P4`` (n,) from the same path moments.
     """
     if labels is None:
-        mu, kappa, rho, g = _path_moments(corr, _RULE_RELU4, _RULE_SMOOTH)
+        mu, kappa, rho, g = path_moments(corr, _RULE_RELU4, RULE_SMOOTH)
         kappa_step_pair = kappa[:, 0]
     else:
-        order, position = _stable_order(labels)  # role r sits at position[r] of its sorted set
+        order, position = stable_order(labels)  # role r sits at position[r] of its sorted set
         sorted_labels = np.take_along_axis(labels, order, 1).astype(np.int64)
         base = int(sorted_labels.max(initial=0)) + 1
         key = sorted_labels @ base ** np.arange(3, -1, -1)
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         set_corr = corr[first[:, None, None], order[first][:, :, None], order[first][:, None, :]]
-        pair_of_role = _PAIR_INDEX[position[:, _PAIRS[:, 0]], position[:, _PAIRS[:, 1]]]  # (n, 6)
-        value, set_orthant = _relu4_on_sets(corr, set_corr, inverse, pair_of_role)
+        pair_of_role = PAIR_INDEX[position[:, PAIRS[:, 0]], position[:, PAIRS[:, 1]]]  # (n, 6)
+        value, set_orthant = relu4_on_sets(corr, set_corr, inverse, pair_of_role)
         return (value, set_orthant[inverse]) if orthant else value
     value = _relu4_from_moments(corr, mu, kappa_step_pair, rho, g)
     if orthant:
-        return value, _orthant_from_moments(mu, rho, g)
+        return value, orthant_from_moments(mu, rho, g)
     return value
 
 
-def _relu4_on_sets(corr, set_corr, set_of, pair_of_role):
+def relu4_on_sets(corr, set_corr, set_of, pair_of_role):
     """Four-point expectations of quadruples that share the path integrals of their sets.
 
     Parameters
@@ -205,7 +206,7 @@ def _relu4_on_sets(corr, set_corr, set_of, pair_of_role):
     set_of : ndarray, shape (n,)
         The set of each quadruple.
     pair_of_role : ndarray, shape (n, 6)
-        For each pair of roles (``_PAIRS`` order), the pair of its set (``_PAIRS`` order).
+        For each pair of roles (``PAIRS`` order), the pair of its set (``PAIRS`` order).
 
     Returns
     -------
@@ -214,18 +215,18 @@ def _relu4_on_sets(corr, set_corr, set_of, pair_of_role):
     set_orthant : ndarray, shape (n_sets,)
         The orthant probability ``P4`` of each set.
     """
-    mu, kappa, rho, g = _path_moments(set_corr, _RULE_RELU4, _RULE_SMOOTH)
+    mu, kappa, rho, g = path_moments(set_corr, _RULE_RELU4, RULE_SMOOTH)
     rows = set_of[:, None]
     value = _relu4_from_moments(corr, mu[rows, pair_of_role], kappa[set_of, pair_of_role[:, 0]],
                                 rho[rows, pair_of_role], g[rows, pair_of_role])
-    return value, _orthant_from_moments(mu, rho, g)
+    return value, orthant_from_moments(mu, rho, g)
 
 
 # A merged class of duplicated variables is one variable x raised to the number of relus it
 # absorbed: step(x) -> power 0, relu(x) -> 1, relu(x)^2 -> 2 (step(x) relu(x) = relu(x)). What is
 # left, keyed by (distinct variables, squared relus), is elementary in the correlations of the
 # distinct variables taken in order of power; (1, 1) is E[relu(x)^2] = 1/2 for unit variance.
-_REDUCED_FORMS = {
+REDUCED_FORMS = {
     (3, 0): _step_relu_relu,  # step(b) relu(c) relu(d)
     (3, 1): _step_step_relu_squared,  # step(a) step(b) relu(c)^2
     (2, 0): _relu_relu,  # relu(c) relu(d)
@@ -234,21 +235,21 @@ _REDUCED_FORMS = {
 }
 
 
-def _reduction(representative):
+def reduction(representative):
     """Number of distinct variables (n,), of squared relus among them (n,), and the order (n, 4)
     of the variables by power, merged ones last, given each role's class ``representative`` (n, 4)."""
     members = representative[:, :, None] == np.arange(4)  # members[e, m, r]: m belongs to class r
     power = np.einsum("emr,m->er", members, np.array([0, 0, 1, 1]))
     distinct = representative == np.arange(4)
     squared = np.sum(distinct & (power == 2), -1)
-    order, _ = _stable_order(np.where(distinct, power, 9))
+    order, _ = stable_order(np.where(distinct, power, 9))
     return distinct.sum(-1), squared, order
 
 
 def _reduced_value(case, correlation):
-    """Value of the reduced form of ``case`` (a key of ``_REDUCED_FORMS``); ``correlation(a, b)``
+    """Value of the reduced form of ``case`` (a key of ``REDUCED_FORMS``); ``correlation(a, b)``
     gives the correlations of the ``a``-th and ``b``-th distinct variables."""
-    form = _REDUCED_FORMS[case]
+    form = REDUCED_FORMS[case]
     if form is None:
         return 0.5
     if case[0] == 2:
@@ -258,18 +259,18 @@ def _reduced_value(case, correlation):
 
 def _relu_four_point(cov, labels=None):
     """Unchecked :func:`relu_four_point` on a flat batch (n, 4, 4); see :func:`_relu4_distinct`."""
-    sd, corr, dead = _standardise(cov)
-    representative, opposite = _merge_duplicates(corr)
-    count, squared, order = _reduction(representative)
+    sd, corr, dead = standardise(cov)
+    representative, opposite = merge_duplicates(corr)
+    count, squared, order = reduction(representative)
     live = ~opposite & ~np.any(dead, axis=-1)
     out = np.zeros(cov.shape[0])
     mask = live & (count == 4)
     if np.any(mask):
         out[mask] = _relu4_distinct(corr[mask], None if labels is None else labels[mask])
-    for case in _REDUCED_FORMS:
+    for case in REDUCED_FORMS:
         mask = live & (count == case[0]) & (squared == case[1])
         c, o = corr[mask], order[mask]
-        out[mask] = _reduced_value(case, lambda a, b: _gather(c, o, a, b))
+        out[mask] = _reduced_value(case, lambda a, b: gather(c, o, a, b))
     return np.maximum(out, 0.0) * sd[:, 2] * sd[:, 3]
 
 
@@ -303,12 +304,12 @@ def relu_four_point(cov):
         If ``cov`` has the wrong shape, non-finite entries, or is not symmetric positive
         semi-definite.
     """
-    flat, batch_shape = _as_square_batch("cov", cov, 4)
-    flat = _check_symmetric_psd("cov", flat)
+    flat, batch_shape = as_square_batch("cov", cov, 4)
+    flat = check_symmetric_psd("cov", flat)
     return _relu_four_point(flat).reshape(batch_shape)
 
 
-def _unit_quadruples(n_students, n_units):
+def unit_quadruples(n_students, n_units):
     """Rows ``(k, l, i, j)`` for all students ``k <= l`` and units ``i <= j`` (``(k, l)`` major),
     with the index pairs ``(k, l)`` and ``(i, j)``."""
     k, l = np.triu_indices(n_students)
@@ -361,15 +362,15 @@ def finite_lr_expectation(Q, R, T, noise=0.0):
         raise ValueError(f"noise must be a number >= 0, got {noise!r}") from None
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    return _finite_lr_expectation(Q, R, T, noise)
+    return unchecked_finite_lr_expectation(Q, R, T, noise)
 
 
-def _finite_lr_expectation(Q, R, T, noise):
+def unchecked_finite_lr_expectation(Q, R, T, noise):
     """Unchecked :func:`finite_lr_expectation`."""
     n_students = Q.shape[0]
     omega = np.block([[Q, R], [R.T, T]])
     sign = np.concatenate([np.ones(n_students), -np.ones(T.shape[0])])
-    quadruples, (k, l), (i, j) = _unit_quadruples(n_students, omega.shape[0])
+    quadruples, (k, l), (i, j) = unit_quadruples(n_students, omega.shape[0])
     cov = omega[quadruples[:, :, None], quadruples[:, None, :]]
     values = _relu_four_point(cov, labels=quadruples).reshape(k.size, i.size)
     weight = np.where(i == j, 1.0, 2.0) * sign[i] * sign[j]  # (i, j) and (j, i) are equal terms
@@ -379,12 +380,12 @@ def _finite_lr_expectation(Q, R, T, noise):
     out[l, k] = upper
     if noise > 0:
         variance = np.diag(Q)
-        alive = variance > _TINY
+        alive = variance > TINY
         sd = np.sqrt(np.where(alive, variance, 1.0))
         both = alive[:, None] & alive[None, :]
         corr = Q / np.outer(sd, sd)
         # Exactly 1 on the diagonal: asin is infinitely steep there, and a rounding error of
         # one ulp in Q_kk / sd_k^2 would move P(lambda_k > 0) = 1/2 by ~1e-9.
         np.fill_diagonal(corr, 1.0)
-        out += noise * np.where(both, _p2(corr), 0.0)
+        out += noise * np.where(both, unchecked_orthant_probability_2(corr), 0.0)
     return out

@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 # Below this variance a unit is treated as switched off (relu'(0) = 0, relu(0) = 0).
-_TINY = 1e-300
+TINY = 1e-300
 
 
 def pair_residual(a, b, c):
@@ -93,7 +93,7 @@ def step_step_probability(a, b, c, residual=None):
         Probabilities in ``[0, 1/2]``.
     """
     a, b, c, residual, angle = _geometry(a, b, c, residual)
-    alive = (a > _TINY) & (b > _TINY)
+    alive = (a > TINY) & (b > TINY)
     return np.where(alive, (np.pi - angle) / (2.0 * np.pi), 0.0)
 
 
@@ -120,5 +120,5 @@ def relu_on_hyperplane_density(a, b, c, residual=None):
     a, b, c = np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(c, dtype=float)
     if residual is None:
         residual = pair_residual(a, b, c)
-    safe_a = np.where(a > _TINY, a, 1.0)
-    return np.where(a > _TINY, residual / (2.0 * np.pi * safe_a), 0.0)
+    safe_a = np.where(a > TINY, a, 1.0)
+    return np.where(a > TINY, residual / (2.0 * np.pi * safe_a), 0.0)

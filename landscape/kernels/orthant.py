@@ -52,10 +52,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .gaussian import TINY
+
 __all__ = ["orthant_probability_2", "orthant_probability_3", "orthant_probability_4"]
 
 # Below this variance a unit is switched off: relu(0) = 0 and relu'(0) = step(0) = 0.
-_TINY = 1e-300
 # Variables with |rho| = 1 exactly are merged and the reduced problem is solved in closed form.
 # Anything else, even one unit in the last place away, goes through the path integral, which is
 # accurate to ~2e-9 there; merging it would move the result by O(angle) ~ 1e-8 instead.
@@ -74,10 +75,10 @@ _WORKERS = max(1, min(4, _CORES))
 _CHUNKS_PER_WORKER = 4
 
 # The six pairs (i, j) of four variables with their complementary pair (k, l).
-_PAIRS = np.array([(0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2), (1, 2, 0, 3), (1, 3, 0, 2), (2, 3, 0, 1)])
+PAIRS = np.array([(0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2), (1, 2, 0, 3), (1, 3, 0, 2), (2, 3, 0, 1)])
 
 
-def _tanh_sinh_rule(step, reach):
+def tanh_sinh_rule(step, reach):
     """Tanh-sinh (double-exponential) rule on ``[0, 1]``.
 
     Returns the nodes ``xi``, their complements ``1 - xi`` (each accurate near its own zero,
@@ -94,11 +95,11 @@ def _tanh_sinh_rule(step, reach):
 
 # Step 1/12 (73 nodes): the orthant probability alone is public and cheap (2e-10 in the
 # hardest cases); the four-point expectation uses its own rule (see landscape.kernels.fourpoint).
-_RULE_P4 = _tanh_sinh_rule(1.0 / 12.0, 3.0)
+_RULE_P4 = tanh_sinh_rule(1.0 / 12.0, 3.0)
 
 
 def _gauss_legendre_rule(n_nodes):
-    """Gauss-Legendre rule on ``[0, 1]`` as ``(xi, 1 - xi, weight)``, like :func:`_tanh_sinh_rule`."""
+    """Gauss-Legendre rule on ``[0, 1]`` as ``(xi, 1 - xi, weight)``, like :func:`tanh_sinh_rule`."""
     x, w = np.polynomial.legendre.leggauss(n_nodes)
     return 0.5 * (1.0 + x), 0.5 * (1.0 - x), 0.5 * w
 
@@ -106,24 +107,24 @@ def _gauss_legendre_rule(n_nodes):
 # Well-conditioned matrices (every |rho| <= 0.7, smallest eigenvalue >= 0.2) have integrands
 # analytic on a neighbourhood of [0, 1] in xi: no endpoint singularity for tanh-sinh to absorb.
 # There 16 Gauss-Legendre nodes agree with the tanh-sinh rules to 8e-16 (tested on 20000 random
-# matrices up to the thresholds); :func:`_path_moments` uses them where a smooth rule is given.
+# matrices up to the thresholds); :func:`path_moments` uses them where a smooth rule is given.
 _SMOOTH_MAX_CORRELATION, _SMOOTH_MIN_EIGENVALUE = 0.7, 0.2
-_RULE_SMOOTH = _gauss_legendre_rule(16)
+RULE_SMOOTH = _gauss_legendre_rule(16)
 
 
 # ----------------------------------------------------------------------------- closed forms
 
 
-def _sqrt_one_minus_square(rho):
+def sqrt_one_minus_square(rho):
     """``sqrt(1 - rho^2)`` without the cancellation of ``1 - rho * rho`` near ``|rho| = 1``."""
     return np.sqrt(np.maximum((1.0 - rho) * (1.0 + rho), 0.0))
 
 
-def _p2(rho):
+def unchecked_orthant_probability_2(rho):
     return 0.25 + np.arcsin(np.clip(rho, -1.0, 1.0)) / (2.0 * np.pi)
 
 
-def _p3(r01, r02, r12):
+def unchecked_orthant_probability_3(r01, r02, r12):
     angles = sum(np.arcsin(np.clip(r, -1.0, 1.0)) for r in (r01, r02, r12))
     return np.maximum(0.125 + angles / (4.0 * np.pi), 0.0)
 
@@ -139,7 +140,7 @@ def _pair_geometry(corr):
     ``det S(t)[ijk, ijl] = beta (c3 beta^2 + c2 alpha beta + c1 alpha^2)`` (``alpha = 1 - t``,
     ``beta = t``), which equals ``det S_ij`` times the conditional covariance of ``(k, l)``.
     """
-    i, j, k, l = (_PAIRS[:, m] for m in range(4))
+    i, j, k, l = (PAIRS[:, m] for m in range(4))
     rho = np.clip(corr[:, i, j], -1.0, 1.0)
     r_ik, r_il, r_jk, r_jl, r_kl = (corr[:, a, b] for a, b in ((i, k), (i, l), (j, k), (j, l), (k, l)))
     c1 = r_kl
@@ -165,7 +166,7 @@ def _pair_moments(g, eigenvalues, c1, c2, c3, rule, buffers):
     Arrays are laid out (node, pair) so that numpy's inner loops run over the long axis, and
     written into the preallocated ``buffers`` (fresh temporaries of this size would be returned
     to the operating system and faulted in again on every operation, doubling the run time).
-    Returns ``mu`` (P, 3) and ``kappa`` (P,); see :func:`_path_moments`.
+    Returns ``mu`` (P, 3) and ``kappa`` (P,); see :func:`path_moments`.
     """
     xi, complement, weight = (x[:, None] for x in rule)
     root, alpha, beta, det_pair, det_full, cross, orthant, kernel, scratch = (b[:, : g.size] for b in buffers)
@@ -231,7 +232,7 @@ def _pair_moments(g, eigenvalues, c1, c2, c3, rule, buffers):
     return np.stack([mu0, mu1, orthant.sum(0)], -1), kernel.sum(0)
 
 
-def _path_moments(corr, rule, smooth_rule=None):
+def path_moments(corr, rule, smooth_rule=None):
     """Moments of the conditional orthant probabilities along the path, for every pair.
 
     For each pair ``p = (i, j)`` with complement ``(k, l)`` and ``phi2`` absorbed by the
@@ -242,7 +243,7 @@ def _path_moments(corr, rule, smooth_rule=None):
 
     with ``beta = t`` and ``w(xi) = 1 / sqrt(1 + t |rho_p|)``, so that ``int_0^1 phi2(t rho) f(t) dt``
     is ``int_0^1 f w dxi / (pi (1 + g))``. With ``smooth_rule``, the well-conditioned matrices
-    (see ``_RULE_SMOOTH``) use it and the others ``rule``. The work is done in chunks that keep
+    (see ``RULE_SMOOTH``) use it and the others ``rule``. The work is done in chunks that keep
     the temporaries in cache and bound memory for large batches.
     """
     n = corr.shape[0]
@@ -289,7 +290,7 @@ def _moments_in_chunks(eigenvalues, g, c1, c2, c3, rule):
     return mu, kappa
 
 
-def _orthant_from_moments(mu, rho, g):
+def orthant_from_moments(mu, rho, g):
     """``P4 = 1/16 + sum_p rho_p int phi2 W_p dt``; ``rho / (pi (1 + g)) = sign(rho) (1 - g) / pi``."""
     one_minus_g = np.abs(rho) / (1.0 + g)
     return 1.0 / 16.0 + np.sum(np.sign(rho) * one_minus_g * mu[..., 0], -1) / np.pi
@@ -298,7 +299,7 @@ def _orthant_from_moments(mu, rho, g):
 # ------------------------------------------------------------------ reduction of duplicates
 
 
-def _standardise(cov):
+def standardise(cov):
     """Standard deviations (n, 4), correlations (n, 4, 4) and the mask of dead variables.
 
     ``C_ij / sqrt(C_ii C_jj)`` rather than ``C_ij / (sd_i sd_j)``: with correct rounding
@@ -306,7 +307,7 @@ def _standardise(cov):
     power-of-two rescaling (exact) keeps the products away from overflow and underflow.
     """
     variance = np.diagonal(cov, axis1=-2, axis2=-1)
-    dead = variance <= _TINY
+    dead = variance <= TINY
     scale = np.exp2(np.round(np.log2(np.max(np.where(dead, 1.0, variance), axis=-1))))[:, None]
     variance = np.where(dead, 1.0, variance / scale)
     corr = cov / scale[:, :, None] / np.sqrt(variance[:, :, None] * variance[:, None, :])
@@ -315,7 +316,7 @@ def _standardise(cov):
     return np.sqrt(variance * scale) * ~dead, corr, dead
 
 
-def _merge_duplicates(corr):
+def merge_duplicates(corr):
     """Representative (lowest index) of each variable's class of exact duplicates, and a mask of
     matrices where two variables are exact opposites (then no orthant has positive mass)."""
     same = corr >= 1.0 - _DUPLICATE_GAP
@@ -326,7 +327,7 @@ def _merge_duplicates(corr):
     return representative, opposite
 
 
-def _stable_order(keys):
+def stable_order(keys):
     """Stable sort of the four entries of each row of ``keys`` (n, 4), without a per-row argsort.
 
     Returns ``order`` (entries listed in sorted order) and its inverse ``position``
@@ -340,27 +341,27 @@ def _stable_order(keys):
     return order, position
 
 
-def _gather(corr, order, a, b):
+def gather(corr, order, a, b):
     rows = np.arange(corr.shape[0])
     return corr[rows, order[:, a], order[:, b]]
 
 
 def _orthant_probability_4(corr):
     """Unchecked :func:`orthant_probability_4` on a flat batch (n, 4, 4)."""
-    representative, opposite = _merge_duplicates(corr)
+    representative, opposite = merge_duplicates(corr)
     distinct = representative == np.arange(4)
     count = distinct.sum(-1)
-    order, _ = _stable_order(~distinct)  # distinct variables first
+    order, _ = stable_order(~distinct)  # distinct variables first
     out = np.zeros(corr.shape[0])
     full = (count == 4) & ~opposite
     if np.any(full):
-        mu, _, rho, g = _path_moments(corr[full], _RULE_P4)
-        out[full] = _orthant_from_moments(mu, rho, g)
+        mu, _, rho, g = path_moments(corr[full], _RULE_P4)
+        out[full] = orthant_from_moments(mu, rho, g)
     three = (count == 3) & ~opposite
     c, o = corr[three], order[three]
-    out[three] = _p3(_gather(c, o, 0, 1), _gather(c, o, 0, 2), _gather(c, o, 1, 2))
+    out[three] = unchecked_orthant_probability_3(gather(c, o, 0, 1), gather(c, o, 0, 2), gather(c, o, 1, 2))
     two = (count == 2) & ~opposite
-    out[two] = _p2(_gather(corr[two], order[two], 0, 1))
+    out[two] = unchecked_orthant_probability_2(gather(corr[two], order[two], 0, 1))
     out[(count == 1) & ~opposite] = 0.5
     return np.clip(out, 0.0, 1.0)
 
@@ -368,7 +369,7 @@ def _orthant_probability_4(corr):
 # ---------------------------------------------------------------------------- validation
 
 
-def _as_square_batch(name, value, size):
+def as_square_batch(name, value, size):
     try:
         array = np.array(value, dtype=float)
     except (TypeError, ValueError):
@@ -380,7 +381,7 @@ def _as_square_batch(name, value, size):
     return array.reshape((-1, size, size)), array.shape[:-2]
 
 
-def _check_symmetric_psd(name, flat):
+def check_symmetric_psd(name, flat):
     """Symmetrised copy of a batch (n, m, m), after checking symmetry and positive semi-definiteness
     relative to the largest diagonal entry of each matrix (rounding scales with it)."""
     scale = np.max(np.abs(np.diagonal(flat, axis1=-2, axis2=-1)), axis=-1, initial=0.0)
@@ -402,14 +403,14 @@ def _check_symmetric_psd(name, flat):
 
 
 def _check_correlation(name, value, size):
-    flat, batch_shape = _as_square_batch(name, value, size)
+    flat, batch_shape = as_square_batch(name, value, size)
     diagonal = np.diagonal(flat, axis1=-2, axis2=-1)
     if np.any(np.abs(diagonal - 1.0) > _UNIT_DIAGONAL_TOLERANCE):
         worst = diagonal.reshape(-1)[np.argmax(np.abs(diagonal - 1.0))]
         raise ValueError(
             f"{name} must be a correlation matrix with unit diagonal, got a diagonal entry {worst!r}"
         )
-    flat = _check_symmetric_psd(name, flat)
+    flat = check_symmetric_psd(name, flat)
     return np.clip(flat, -1.0, 1.0), batch_shape
 
 
@@ -442,7 +443,7 @@ def orthant_probability_2(rho):
         raise ValueError("rho contains NaN or infinite entries; correlations must be finite")
     if np.any(np.abs(rho) > 1.0 + _UNIT_DIAGONAL_TOLERANCE):
         raise ValueError(f"rho must lie in [-1, 1], got {float(rho.flat[np.argmax(np.abs(rho))])!r}")
-    return _p2(rho)
+    return unchecked_orthant_probability_2(rho)
 
 
 def orthant_probability_3(corr3):
@@ -468,7 +469,7 @@ def orthant_probability_3(corr3):
         or is not symmetric positive semi-definite.
     """
     flat, batch_shape = _check_correlation("corr3", corr3, 3)
-    return _p3(flat[:, 0, 1], flat[:, 0, 2], flat[:, 1, 2]).reshape(batch_shape)
+    return unchecked_orthant_probability_3(flat[:, 0, 1], flat[:, 0, 2], flat[:, 1, 2]).reshape(batch_shape)
 
 
 def orthant_probability_4(corr):
@@ -501,5 +502,5 @@ def orthant_probability_4(corr):
     flat, batch_shape = _check_correlation("corr", corr, 4)
     # Renormalise by the diagonal as given (within 1e-9 of 1), so that a duplicated row is an
     # exact duplicate even when the diagonal carries rounding.
-    _, flat, _ = _standardise(flat)
+    _, flat, _ = standardise(flat)
     return _orthant_probability_4(flat).reshape(batch_shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_UNITS", "check_units", "validate_teacher", "validate_overlaps"]
+__all__ = ["MAX_UNITS", "check_units", "validate_teacher", "validate_overlaps", "validate_weights"]
 
 #: Largest number of student or teacher units the package accepts.
 MAX_UNITS = 64
@@ -111,3 +111,45 @@ def validate_overlaps(Q, R, T):
     omega = np.block([[Q, R], [R.T, T]])
     _check_psd("the joint overlap matrix [[Q, R], [R^T, T]]", omega, float(np.max(np.diag(omega))))
     return 0.5 * (Q + Q.T), R, T
+
+
+def validate_weights(W, W_teacher, batched=False):
+    """Check student and teacher weights and return them as float arrays.
+
+    Parameters
+    ----------
+    W : array_like, shape (K, n), or (S, K, n) when ``batched``
+        Student weights in normalised units (rows are units); a single (K, n) matrix is accepted
+        as a batch of one when ``batched``.
+    W_teacher : array_like, shape (M, n)
+        Teacher weights.
+    batched : bool, optional
+        Accept and return a batch of students, shape (S, K, n).
+
+    Returns
+    -------
+    W : ndarray, shape (K, n) or (S, K, n)
+    W_teacher : ndarray, shape (M, n)
+
+    Raises
+    ------
+    ValueError
+        If an entry is not a finite number, an array is empty or the shapes do not match.
+    """
+    try:
+        W = np.array(W, dtype=float)
+        W_teacher = np.array(W_teacher, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("W and W_teacher must be arrays of numbers") from None
+    if batched and W.ndim == 2:
+        W = W[None]
+    student_ndim = 3 if batched else 2
+    if W.ndim != student_ndim or W_teacher.ndim != 2 or W.shape[-1] != W_teacher.shape[1] or 0 in W.shape + W_teacher.shape:
+        wanted = "(S, K, n) or (K, n)" if batched else "(K, n)"
+        raise ValueError(
+            f"W {wanted} and W_teacher (M, n) must be non-empty arrays with the same number of columns n, "
+            f"got shapes {W.shape} and {W_teacher.shape}"
+        )
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
+        raise ValueError("W and W_teacher must not contain NaN or infinite entries")
+    return W, W_teacher

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.gaussian import _TINY, pair_residual, relu_kernel, relu_on_hyperplane_density, step_step_probability
-from ..kernels.overlaps import validate_overlaps
+from ..kernels.gaussian import TINY, pair_residual, relu_kernel, relu_on_hyperplane_density, step_step_probability
+from ..kernels.overlaps import validate_overlaps, validate_weights
 
 __all__ = [
     "PairResiduals",
@@ -75,19 +75,20 @@ class PairResiduals:
     def from_weights(cls, W, W_teacher):
         """Residuals to full precision from rows ``W`` (K, n) and ``W_teacher`` (M, n)."""
         return cls(
-            student=_rejection_norms(W, W),
-            cross=_rejection_norms(W, W_teacher),
-            teacher=_rejection_norms(W_teacher, W_teacher),
+            student=rejection_norms(W, W),
+            cross=rejection_norms(W, W_teacher),
+            teacher=rejection_norms(W_teacher, W_teacher),
         )
 
 
-def _rejection_norms(A, B):
-    """``|a_i| |b_j - proj_{a_i} b_j|`` for all row pairs: ``sqrt(|a|^2 |b|^2 - (a.b)^2)`` without cancellation."""
-    squared_norms = np.einsum("in,in->i", A, A)
-    safe = np.where(squared_norms > 0, squared_norms, 1.0)
-    coefficient = (A @ B.T) / safe[:, None]
-    rejection = B[None, :, :] - coefficient[:, :, None] * A[:, None, :]
-    return np.sqrt(squared_norms)[:, None] * np.linalg.norm(rejection, axis=-1)
+def rejection_norms(A, B):
+    """``|a_i| |b_j - proj_{a_i} b_j| = sqrt(|a|^2 |b|^2 - (a.b)^2)`` for all row pairs, without cancellation;
+    batched over leading dimensions."""
+    squared = np.einsum("...in,...in->...i", A, A)
+    safe = np.where(squared > 0, squared, 1.0)
+    coefficient = (A @ np.swapaxes(B, -1, -2)) / safe[..., :, None]
+    rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
+    return np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
 
 
 def loss_from_overlaps(Q, R, T, residuals=None):
@@ -203,7 +204,7 @@ def gradient_flow_velocity(Q, R, T):
     fire = np.arctan2(residual, rows)
     np.subtract(np.pi, fire, out=fire)
     fire /= 2.0 * np.pi  # P(lambda_k > 0, lambda_j > 0) for students j < K, teachers j >= K
-    alive = variances > _TINY
+    alive = variances > TINY
     if alive.all():
         residual /= (2.0 * np.pi * q)[..., None]
     else:
@@ -292,22 +293,6 @@ def loss_gradient_norm(Q, R, T):
     return float(gradient_norm_from_overlaps(Q, R, T))
 
 
-def _check_weights(W, W_teacher):
-    W = np.asarray(W, dtype=float)
-    W_teacher = np.asarray(W_teacher, dtype=float)
-    if W.ndim != 2 or W_teacher.ndim != 2:
-        raise ValueError(
-            f"W and W_teacher must be 2-D (rows are units), got shapes {W.shape} and {W_teacher.shape}"
-        )
-    if W.shape[1] != W_teacher.shape[1]:
-        raise ValueError(
-            f"W and W_teacher must have the same number of columns, got {W.shape[1]} and {W_teacher.shape[1]}"
-        )
-    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
-        raise ValueError("W and W_teacher must not contain NaN or infinite entries")
-    return W, W_teacher
-
-
 def overlaps_from_weights(W, W_teacher):
     """Overlaps ``Q = W W^T``, ``R = W W*^T``, ``T = W* W*^T`` of normalised weights.
 
@@ -327,7 +312,7 @@ def overlaps_from_weights(W, W_teacher):
     ValueError
         If shapes disagree or entries are not finite.
     """
-    W, W_teacher = _check_weights(W, W_teacher)
+    W, W_teacher = validate_weights(W, W_teacher)
     return W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T
 
 
@@ -349,7 +334,7 @@ def loss_from_weights(W, W_teacher):
         If shapes disagree, entries are not finite, or the teacher has a unit of norm zero.
     """
     Q, R, T = validate_overlaps(*overlaps_from_weights(W, W_teacher))
-    return float(loss_from_overlaps(Q, R, T, PairResiduals.from_weights(*_check_weights(W, W_teacher))))
+    return float(loss_from_overlaps(Q, R, T, PairResiduals.from_weights(*validate_weights(W, W_teacher))))
 
 
 def gradient_from_weights(W, W_teacher):
@@ -369,7 +354,7 @@ def gradient_from_weights(W, W_teacher):
     ValueError
         If shapes disagree, entries are not finite, or the teacher has a unit of norm zero.
     """
-    W, W_teacher = _check_weights(W, W_teacher)
+    W, W_teacher = validate_weights(W, W_teacher)
     Q, R, T = validate_overlaps(W @ W.T, W @ W_teacher.T, W_teacher @ W_teacher.T)
     coefficients = gradient_coefficients(Q, R, T, PairResiduals.from_weights(W, W_teacher))
     return coefficients.student @ W + coefficients.teacher @ W_teacher
