@@ -13,16 +13,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from landscape.catalogues.build import Catalogue, build_catalogue
 from landscape.model.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
-from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum
-from landscape.model.initialisation import initial_overlaps
-from landscape.dynamics.ode import compile_ode, integrate_ode, run_flow
-from landscape.dynamics.sgd import simulate_sgd
+from landscape.critical_points.hessian import hessian_spectrum
+from landscape.dynamics.ode import compile_ode, run_flow
+from landscape.critical_points.fixed_points import unspecialised_fixed_point
+from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
 STATE_KEY = "_dashboard_state"
@@ -146,51 +145,16 @@ def flow(config_json):
     return run_flow(RunConfig.from_json(config_json))
 
 
-#: Tag mixed into the SGD data seed: with a plain integer, data seed s and init seed s give the same
-#: normal draws, so the first K inputs would be the student's own initial rows.
-_DATA_STREAM = 0x5D6
-
-
 @st.cache_data(max_entries=8, show_spinner=False)
 def sgd(config_json, d, seed):
-    """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached).
-
-    The start ``(Q0, R0, T)`` is embedded in ``d`` dimensions (any embedding will do: the
-    Gaussian data are rotation invariant), so SGD and ODE differ only by finite-d fluctuations.
-    """
-    config = RunConfig.from_json(config_json)
-    Q0, R0 = initial_overlaps(config)
-    embedding = embed_overlaps(Q0, R0, config.teacher_matrix())
-    if embedding.rank > d:
-        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the initial overlaps; raise it")
-    W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
-    W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
-    data = np.random.default_rng([int(seed), _DATA_STREAM])
-    return simulate_sgd(config, d=int(d), seed=data, weights=(W, W_teacher))
+    """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached)."""
+    return simulate_sgd_from_initial_overlaps(RunConfig.from_json(config_json), int(d), int(seed))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def symmetric_fixed_point(config_json):
-    """The unspecialised fixed point, reached from a permutation-symmetric start, or None.
-
-    For an orthonormal teacher the ODE keeps the symmetric states ``R_km = r``, ``Q_kk = q``,
-    ``Q_kl = c`` invariant, so a symmetric start flows to the unspecialised fixed point (the
-    saddle behind the Saad-Solla plateau) instead of escaping it. Returns None for other
-    teachers or when the run does not settle on a symmetric fixed point.
-    """
-    config = RunConfig.from_json(config_json)
-    if config.teacher.kind != "orthonormal":
-        return None
-    K, M = config.K, config.M
-    r = config.init.scale / np.sqrt(config.init.d)
-    if r * np.sqrt(K * M) >= 0.5 * config.init.scale:
-        r = 0.1 * config.init.scale / np.sqrt(K * M)
-    run = integrate_ode(config.init.scale**2 * np.eye(K), np.full((K, M), r), config.teacher_matrix(), config.lr,
-                        min(config.t_max, 5000.0), eta2=config.eta2, noise=config.noise)
-    R_end = run.R[-1]
-    if not run.success or np.ptp(R_end) > 1e-6 * max(1.0, np.abs(R_end).max()):
-        return None
-    return run.Q[-1], run.R[-1], run.T, float(run.loss[-1])
+    """:func:`landscape.critical_points.fixed_points.unspecialised_fixed_point` of a config (cached)."""
+    return unspecialised_fixed_point(RunConfig.from_json(config_json))
 
 
 def progress_runs(configs, label):

@@ -4,7 +4,6 @@ import streamlit as st
 
 from landscape.dashboard import phase_path, phase_point
 from landscape.dashboard.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
-from landscape.critical_points.hessian import hessian_spectrum
 from views import common
 
 #: The lowest critical points of a catalogue that the phase portrait marks.
@@ -20,18 +19,12 @@ def _status(run):
 
 
 def _fixed_point_marker(point, config):
-    Q, R, T, loss = point
-    position = phase_point(R)
-    label = f"unspecialised fixed point, L = {loss:.4f}"
-    if config.eta2:
+    position = phase_point(point.R)
+    label = f"unspecialised fixed point, L = {point.loss:.4f}"
+    if point.index is None:
         return PortraitMarker(label, float(position.matched[0]), float(position.other[0]), "end")
-    try:
-        spectrum = hessian_spectrum(Q, R, T, config.init.d)
-    except ValueError:  # e.g. d below the rank of the point: leave it unclassified
-        return PortraitMarker(label, float(position.matched[0]), float(position.other[0]), "end")
-    kind = "saddle" if spectrum.index else "minimum"
-    return PortraitMarker(f"{label}, index {spectrum.index} at d = {config.init.d}", float(position.matched[0]),
-                          float(position.other[0]), kind)
+    return PortraitMarker(f"{label}, index {point.index} at d = {config.init.d}", float(position.matched[0]),
+                          float(position.other[0]), "minimum" if point.is_minimum else "saddle")
 
 
 def _end_markers(runs, seeds):

@@ -4,6 +4,8 @@ import streamlit as st
 
 st.title("Theory")
 st.caption("Conventions of the whole dashboard: normalised weights u = w / √d, loss L = ½E[(f − f*)²], time t = steps / d.")
+st.markdown("The derivations, with numbered equations and references, are in `docs/theory.md` of the "
+            "source tree (next to `app.py`); this page is the lecture-slide summary.")
 
 st.subheader("1. Model and overlaps")
 st.markdown("Gaussian inputs, a student and a teacher two-layer ReLU network with second-layer weights fixed to one:")

@@ -34,6 +34,8 @@ random starts also end there (``found_by``).
 
 Starts that die (a unit shrinks to zero), do not converge or diverge are counted in ``failures``
 by reason; they are never dropped silently.
+
+Sections 5-6 of docs/theory.md.
 """
 
 from __future__ import annotations

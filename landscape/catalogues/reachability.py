@@ -3,6 +3,8 @@
 :func:`reachability` counts the starts of one catalogue ending at a global minimum, at each
 spurious family of minima, at a saddle or nowhere; :func:`reachability_curve` follows these
 fractions across catalogues (over ``K`` or ``lr``) for :func:`landscape.dashboard.figures.reachability_figure`.
+
+Eq. (7.1) of docs/theory.md (Wilson 1927).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Saddles: flows in fixed-point subspaces of symmetric ansatzes
     critical point of the full problem (symmetric criticality) and usually a saddle of it. The
     states are projected back onto the subspace after every step (rounding would otherwise let a
     saddle's unstable directions take over), and the end points are Newton-polished.
+
+Eqs. (6.2)-(6.3) of docs/theory.md (symmetric criticality; the ansatzes of Arjevani & Field).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Gradient flow (``lr -> 0``)
     degenerate minima of ``K > M`` converge only like a power of ``1 / t`` at the end), when a unit
     shrinks to norm zero (a dead unit has no gradient and the loss is not differentiable there),
     when the weights blow up, or after ``max_steps`` steps.
+
+Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ recovery, not their loss: a family may hold several points (minima and saddles).
 The tree (:func:`family_tree`) has a root per catalogue (labelled by ``K`` or by ``lr``), a node per
 family and a leaf per point, with basin counts as values and the loss as colour, ready for
 ``plotly`` sunburst or icicle charts (``branchvalues="total"``).
+
+Eq. (6.5) of docs/theory.md (Safran & Shamir 2018 for the spurious families).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Finite learning rate (``eta2`` on)
     in ``(Q, R)`` (it behaves like a square root of the distance to the boundary of the Gram-matrix
     cone) but is smooth in the weights. The Jacobian is computed by finite differences in the
     weights (forward differences, step ``1e-7``), and the minimum-norm step ignores rotations.
+
+Eqs. (3.3) and (3.6) of docs/theory.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 from .batch_flow import DIVERGENCE_NORM, EndReason, check_positive, rk_step
 from ..kernels.fourpoint import unchecked_finite_lr_expectation
 from ..model.loss import PairResiduals, gradient_coefficients
-from ..dynamics.ode import ode_velocity
+from ..dynamics.ode import integrate_ode, ode_velocity
+from ..model.config import RunConfig
+from .hessian import hessian_spectrum
 from .parallel import chunked, run_chunks
 from ..kernels.overlaps import validate_overlaps
 
@@ -32,6 +36,8 @@ __all__ = [
     "ode_fixed_point",
     "ode_fixed_points",
     "ode_residual",
+    "UnspecialisedFixedPoint",
+    "unspecialised_fixed_point",
 ]
 
 
@@ -322,3 +328,76 @@ def ode_fixed_points(Q0, R0, T, lr, eta2=True, noise=0.0, flow=True, workers=Non
     parts = run_chunks(_fixed_point_chunk, chunks, (np.asarray(T, dtype=float), lr, bool(eta2), noise, bool(flow)),
                         workers, progress)
     return tuple(result for part in parts for result in part)
+
+
+@dataclass(frozen=True)
+class UnspecialisedFixedPoint:
+    """The fixed point reached from a permutation-symmetric start (the Saad-Solla plateau's saddle).
+
+    Attributes
+    ----------
+    Q : ndarray, shape (K, K)
+    R : ndarray, shape (K, M)
+    T : ndarray, shape (M, M)
+    loss : float
+    index : int or None
+        Index of the Hessian of the loss at the config's ``init.d``; None with the ``eta^2`` term on
+        (the loss's Hessian does not classify fixed points of the full ODE) or where ``d`` is below
+        the rank of the point.
+    is_minimum : bool or None
+        ``index == 0``; None where ``index`` is None.
+    """
+
+    Q: np.ndarray
+    R: np.ndarray
+    T: np.ndarray
+    loss: float
+    index: int | None
+    is_minimum: bool | None
+
+
+def unspecialised_fixed_point(config):
+    """Follow the ODE from a permutation-symmetric start of an orthonormal teacher to its fixed point.
+
+    For an orthonormal teacher the ODE keeps the symmetric states ``R_km = r``, ``Q_kk = q``,
+    ``Q_kl = c`` invariant, so a symmetric start flows to the unspecialised fixed point (the
+    saddle behind the Saad-Solla plateau) instead of escaping it.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Its teacher, ``lr``, ``eta2``, ``noise``, ``t_max`` (capped at 5000) and ``init.scale``,
+        ``init.d`` (the start's overlaps ``R_km = scale / sqrt(d)``, and the Hessian's ``d``).
+
+    Returns
+    -------
+    UnspecialisedFixedPoint or None
+        None for a teacher that is not orthonormal or when the run does not settle on a
+        symmetric fixed point.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a RunConfig.
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    if config.teacher.kind != "orthonormal":
+        return None
+    K, M = config.K, config.M
+    r = config.init.scale / np.sqrt(config.init.d)
+    if r * np.sqrt(K * M) >= 0.5 * config.init.scale:
+        r = 0.1 * config.init.scale / np.sqrt(K * M)
+    run = integrate_ode(config.init.scale**2 * np.eye(K), np.full((K, M), r), config.teacher_matrix(), config.lr,
+                        min(config.t_max, 5000.0), eta2=config.eta2, noise=config.noise)
+    Q, R = run.Q[-1], run.R[-1]
+    if not run.success or np.ptp(R) > 1e-6 * max(1.0, np.abs(R).max()):
+        return None
+    index = None
+    if not config.eta2:
+        try:
+            index = hessian_spectrum(Q, R, run.T, config.init.d).index
+        except ValueError:  # d below the rank of the point: leave it unclassified
+            index = None
+    return UnspecialisedFixedPoint(Q=Q, R=R, T=run.T, loss=float(run.loss[-1]), index=index,
+                                   is_minimum=None if index is None else index == 0)

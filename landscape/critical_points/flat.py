@@ -11,6 +11,8 @@ listed once, with the representative found first.
 
 :func:`make_candidate` wraps one polished point (merged, made critical again), :func:`deduplicate`
 joins candidates on one orbit; :mod:`landscape.catalogues.build` builds catalogues from them.
+
+Eq. (6.4) of docs/theory.md.
 """
 
 from __future__ import annotations

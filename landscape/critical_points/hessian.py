@@ -4,7 +4,7 @@ With ``e = f - f*`` the gradient is ``grad_{u_k} L = E[e relu'(lambda_k) x]`` an
 
 ``H_kl = E[relu'(lambda_k) relu'(lambda_l) x x^T] + delta_kl E[e delta(lambda_k) x x^T]``.
 
-Both terms are closed forms in the plane of two units (THEORY.md section 4):
+Both terms are closed forms in the plane of two units (eqs. (5.1)-(5.4) of docs/theory.md):
 
 * firing term, angle ``theta`` between ``u_k`` and ``u_l``, ``e1 = u_k / |u_k|``, ``e2`` the unit
   rejection of ``u_l`` from ``e1``:
@@ -30,80 +30,15 @@ import numpy as np
 
 from ..kernels.gaussian import TINY
 from ..model.loss import PairResiduals, gradient_coefficients
-from ..kernels.overlaps import validate_overlaps, validate_weights
+from ..kernels.overlaps import RANK_TOL, Embedding, check_rank_tol, embed_overlaps, validate_overlaps, validate_weights
 
 __all__ = ["Embedding", "embed_overlaps", "weight_hessian", "HessianSpectrum", "hessian_spectrum"]
 
 # Squared norms at or below this are zero (same threshold as the Gaussian kernels).
-_RANK_TOL = 1e-9
 _GROUP_TOL = 1e-7
 #: Largest widening of the zero band by the gradient norm (see :func:`hessian_spectrum`).
 _ZERO_BAND_CAP = 1e-6
 _CONSISTENCY_TOL = 1e-8
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """Student and teacher rows in ``r`` dimensions with prescribed overlaps.
-
-    Attributes
-    ----------
-    student : ndarray, shape (K, r)
-        Rows ``u_k``; ``student @ student.T`` reproduces ``Q``.
-    teacher : ndarray, shape (M, r)
-        Rows ``u*_m``; ``student @ teacher.T`` reproduces ``R`` and ``teacher @ teacher.T`` reproduces ``T``.
-    """
-
-    student: np.ndarray
-    teacher: np.ndarray
-
-    @property
-    def rank(self):
-        """Dimension ``r`` of the span of all units."""
-        return self.student.shape[1]
-
-
-
-def _check_rank_tol(rank_tol):
-    if not (isinstance(rank_tol, (float, int, np.floating, np.integer)) and 0 <= rank_tol < 1):
-        raise ValueError(f"rank_tol must be a number in [0, 1), got {rank_tol!r}")
-    return float(rank_tol)
-
-
-def embed_overlaps(Q, R, T, rtol=_RANK_TOL):
-    """Explicit rows whose Gram matrix is ``Omega = [[Q, R], [R^T, T]]``, in ``r = rank(Omega)`` dimensions.
-
-    Parameters
-    ----------
-    Q : array_like, shape (K, K)
-    R : array_like, shape (K, M)
-    T : array_like, shape (M, M)
-    rtol : float, optional
-        Eigenvalues of ``Omega`` at or below ``rtol`` times the largest are dropped (default 1e-9,
-        the positive semi-definiteness tolerance of :func:`validate_overlaps`). Overlaps fix the
-        weights only to about the square root of their own accuracy near aligned units: when
-        the weights are known, use them (:func:`hessian_spectrum` accepts ``W, W_teacher``).
-
-    Returns
-    -------
-    Embedding
-        Columns ordered by decreasing eigenvalue of ``Omega``.
-
-    Raises
-    ------
-    ValueError
-        If the overlaps are invalid (see :func:`validate_overlaps`) or ``rtol`` is not in ``[0, 1)``.
-    """
-    Q, R, T = validate_overlaps(Q, R, T)
-    rtol = _check_rank_tol(rtol)
-    omega = np.block([[Q, R], [R.T, T]])
-    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (omega + omega.T))
-    order = np.argsort(eigenvalues)[::-1]
-    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
-    keep = eigenvalues > rtol * eigenvalues[0]
-    rows = eigenvectors[:, keep] * np.sqrt(eigenvalues[keep])
-    K = Q.shape[0]
-    return Embedding(student=rows[:K], teacher=rows[K:])
 
 
 def _check_norms(W, W_teacher):
@@ -338,7 +273,7 @@ def _blocks(student, teacher):
     return span, np.linalg.eigvalsh(0.5 * (alpha + alpha.T)), float(np.linalg.norm(gradient))
 
 
-def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol=_RANK_TOL):
+def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol=RANK_TOL):
     """Exact spectrum of the Hessian of ``L`` in input dimension ``d``, with multiplicities.
 
     Parameters
@@ -371,7 +306,7 @@ def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol
         match the overlaps, a unit has zero norm, or a tolerance is out of range.
     """
     Q, R, T = validate_overlaps(Q, R, T)
-    rank_tol = _check_rank_tol(rank_tol)
+    rank_tol = check_rank_tol(rank_tol)
     if not (isinstance(zero_tol, (float, int, np.floating, np.integer)) and 0 <= zero_tol < 1):
         raise ValueError(f"zero_tol must be a number in [0, 1), got {zero_tol!r}")
     embedding, teacher_rank = _embedding(Q, R, T, W, W_teacher, rank_tol)

@@ -18,6 +18,8 @@ Newton polishing
     put on one ray with their shares kept (the angle between split units is a quartic, nearly
     flat direction where plain Newton steps are unreliable); that result is used if it is a
     critical point no higher than the flow's end.
+
+Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Canonical forms, deduplication, orbit sizes
     by their refined colours, individualising the first vertex of the smallest ambiguous cell
     until every cell is a single unit; deduplication does not rely on it (it uses the isomorphism
     test).
+
+Eq. (6.1) of docs/theory.md.
 """
 
 from __future__ import annotations

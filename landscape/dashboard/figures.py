@@ -53,11 +53,15 @@ def _drawable(values):
     return np.isfinite(values) & (values > 0)
 
 
-def _check_runs(runs, name="trajectories"):
-    runs = list(runs)
-    if not runs:
-        raise ValueError(f"{name} must contain at least one run")
-    return runs
+def _check_series(items, labels, name):
+    """``items`` and ``labels`` as lists, or ValueError if there is no item or the lengths differ."""
+    items = list(items)
+    if not items:
+        raise ValueError(f"{name} must contain at least one entry")
+    labels = list(labels)
+    if len(labels) != len(items):
+        raise ValueError(f"labels has {len(labels)} entries for {len(items)} {name}")
+    return items, labels
 
 
 def loss_figure(trajectories, labels=None):
@@ -79,10 +83,9 @@ def loss_figure(trajectories, labels=None):
     ValueError
         If no run is given or ``labels`` has the wrong length.
     """
-    runs = _check_runs(trajectories)
-    labels = [run.method for run in runs] if labels is None else list(labels)
-    if len(labels) != len(runs):
-        raise ValueError(f"labels has {len(labels)} entries for {len(runs)} trajectories")
+    trajectories = list(trajectories)
+    runs, labels = _check_series(trajectories, [run.method for run in trajectories] if labels is None else labels,
+                                 "trajectories")
     figure = go.Figure()
     for number, (run, label) in enumerate(zip(runs, labels)):
         keep = _positive_time(run) & _drawable(run.loss)
@@ -299,9 +302,7 @@ def phase_portrait_figure(paths, labels, markers=()):
     ValueError
         If ``paths`` is empty or ``labels`` has the wrong length.
     """
-    paths = _check_runs(paths, "paths")
-    if len(labels) != len(paths):
-        raise ValueError(f"labels has {len(labels)} entries for {len(paths)} paths")
+    paths, labels = _check_series(paths, labels, "paths")
     figure = go.Figure()
     low = min(0.0, *(min(p.matched.min(), p.other.min()) for p in paths))
     high = max(1.0, *(max(p.matched.max(), p.other.max()) for p in paths))
@@ -411,9 +412,7 @@ def spectrum_figure(spectra, labels, n_smallest=3):
     ValueError
         If ``spectra`` is empty or ``labels`` has the wrong length.
     """
-    spectra = _check_runs(spectra, "spectra")
-    if len(labels) != len(spectra):
-        raise ValueError(f"labels has {len(labels)} entries for {len(spectra)} spectra")
+    spectra, labels = _check_series(spectra, labels, "spectra")
     figure = go.Figure()
     groups = {"span block (outliers)": ("#3b82f6", lambda s: ~s.bulk), "bulk (multiplicity d − r)": ("#f97316", lambda s: s.bulk)}
     for name, (colour, pick) in groups.items():

@@ -5,7 +5,7 @@ dozen entries: with numpy every evaluation is dozens of calls whose fixed cost, 
 sets the time. Here the same formulas run as compiled loops over the index pairs:
 
 - the gradient-flow velocity of :func:`landscape.model.loss.gradient_flow_velocity` (two-point
-  kernels, THEORY.md section 2), rounding as it does;
+  kernels, eqs. (2.1)-(2.4) of docs/theory.md), rounding as it does;
 - the ``eta^2`` term with the carried four-point state of :mod:`landscape.dynamics.fourpoint_flow`
   (Price's theorem derivatives per quadruple of distinct units, closed forms of
   :mod:`landscape.kernels.fourpoint` for quadruples with a repeated unit).

@@ -13,6 +13,8 @@ step ends, which spares the carried rates at the last interpolation stage.
 The events are those of :func:`landscape.dynamics.ode.integrate_ode`: *converged* when the speed
 ``|d(Q, R)/dt| / lr`` falls to ``tol`` (located on the dense output, as ``solve_ivp`` locates
 terminal events), *diverged* when an overlap exceeds half the bound.
+
+Eq. (3.7) of docs/theory.md; the method is Hairer, Norsett & Wanner, Solving ODEs I, section II.10.
 """
 
 from __future__ import annotations

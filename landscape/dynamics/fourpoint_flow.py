@@ -29,6 +29,8 @@ integrated contribution is at most ``~sqrt(eps)``. Closer than ``ALIGNMENT_MARGI
 the rates themselves are no longer resolved and the integrator's step collapses, and exactly
 duplicated or dead units have no derivative at all: there the ODE uses the quadrature
 (:func:`carried_four_point_applies` at the start, a handover during the run).
+
+Eq. (4.9) of docs/theory.md (Price 1958).
 """
 
 from __future__ import annotations

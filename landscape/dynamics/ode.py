@@ -1,7 +1,7 @@
 """Deterministic ODEs of one-pass SGD in summary-statistics space (Saad-Solla scaling).
 
 ``dR/dt = lr * (gradient-flow velocity of R)``, ``dQ/dt = lr * (gradient-flow velocity of Q)
-+ lr^2 E[relu'(lambda_k) relu'(lambda_l) (f - y)^2]`` (THEORY.md section 3). With ``eta2`` off
++ lr^2 E[relu'(lambda_k) relu'(lambda_l) (f - y)^2]`` (eqs. (3.2)-(3.4) of docs/theory.md). With ``eta2`` off
 this is exactly gradient flow of the population loss seen through ``(Q, R)``.
 
 :func:`integrate_ode` runs the compiled solver (numba; the four-point expectations of the

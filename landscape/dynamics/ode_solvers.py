@@ -11,6 +11,8 @@
 Both use the same method, tolerances and events (converged when ``|d(Q, R)/dt| / lr`` falls to
 ``tol``, diverged when an overlap passes half of ``bound``), so a run can start with one and
 finish with the other.
+
+Eqs. (3.2)-(3.4) and (3.7) of docs/theory.md.
 """
 
 from __future__ import annotations

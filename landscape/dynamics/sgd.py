@@ -2,19 +2,20 @@
 
 Each step draws a fresh ``x ~ N(0, I_d)`` and label ``y = f*(x) + sqrt(noise) xi`` and updates
 the normalised rows ``u_k <- u_k - (lr / d) (f(x) - y) relu'(u_k . x) x`` (Saad-Solla scaling;
-THEORY.md section 3). Time is ``steps / d``.
+eq. (3.1) of docs/theory.md). Time is ``steps / d``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.overlaps import embed_overlaps
 from ..model.config import RunConfig
-from ..model.initialisation import initial_weights
+from ..model.initialisation import initial_overlaps, initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["simulate_sgd", "MAX_SGD_STEPS"]
+__all__ = ["simulate_sgd", "simulate_sgd_from_initial_overlaps", "MAX_SGD_STEPS"]
 
 #: Largest number of SGD steps one call accepts (t_max * d); about a minute on one core.
 MAX_SGD_STEPS = 5_000_000
@@ -76,6 +77,45 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
     rng = _data_stream(seed)
     record = _record_steps(total_steps, d, n_points)
     return _run(W, W_teacher, config, d, rng, record)
+
+
+def simulate_sgd_from_initial_overlaps(config, d, seed, n_points=200):
+    """One-pass SGD at dimension ``d`` started from the ODE's own initial overlaps.
+
+    :func:`landscape.model.initialisation.initial_overlaps` of ``config`` is embedded in ``d``
+    dimensions (any embedding will do: the Gaussian inputs are rotation invariant), so this run and
+    the ODE of the same config differ only by finite-``d`` fluctuations.
+
+    Parameters
+    ----------
+    config : RunConfig
+    d : int
+        Input dimension, at least the rank of the initial overlap matrix ``[[Q0, R0], [R0^T, T]]``.
+    seed : int or numpy.random.Generator
+        Randomness of the data stream.
+    n_points : int, optional
+        Number of recorded times.
+
+    Returns
+    -------
+    Trajectory
+
+    Raises
+    ------
+    ValueError
+        If ``d`` is below the rank of the initial overlaps, or as :func:`simulate_sgd`.
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d must be a positive whole number, got {d!r}")
+    Q0, R0 = initial_overlaps(config)
+    embedding = embed_overlaps(Q0, R0, config.teacher_matrix())
+    if embedding.rank > d:
+        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the initial overlaps; raise it")
+    W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
+    W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
+    return simulate_sgd(config, d=int(d), seed=seed, n_points=n_points, weights=(W, W_teacher))
 
 
 def _data_stream(seed):

@@ -1,6 +1,6 @@
 """Exact four-point Gaussian ReLU expectation for the finite-learning-rate term of the SGD ODE.
 
-The ``eta^2`` term of ``dQ/dt`` (THEORY.md section 3) needs, for every pair of student units
+The ``eta^2`` term of ``dQ/dt`` (eq. (3.4) of docs/theory.md) needs, for every pair of student units
 ``(k, l)`` and every pair of units ``(i, j)``, the expectation
 
     ``E[step(a) step(b) relu(c) relu(d)] = E[c d 1{a, b, c, d > 0}]``

@@ -6,6 +6,8 @@ and covariance ``c``; ``theta = arccos(c / sqrt(a b))``.
 
 The four-point term of the finite-learning-rate correction lives in
 :mod:`landscape.kernels.fourpoint` (orthant probabilities in :mod:`landscape.kernels.orthant`).
+
+Eqs. (2.1)-(2.2) of docs/theory.md (the arc-cosine kernel of Cho & Saul 2009).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def pair_residual(a, b, c):
     """``sqrt(a b - c^2)``, clipped at zero where rounding makes it slightly negative.
 
     Near aligned units this loses half the digits (a square root of a cancellation); where
-    the weights are known, :func:`landscape.model.loss.pair_residuals_from_weights` computes it
+    the weights are known, :meth:`landscape.model.loss.PairResiduals.from_weights` computes it
     to full precision and the kernels below accept it through ``residual``.
 
     Parameters

@@ -43,6 +43,8 @@ Checked against Genz integration, closed forms (block-diagonal, equicorrelated, 
 planar), first-order expansions near alignment, mpmath at 40 digits and Monte Carlo:
 ``orthant_probability_4`` is within ``1e-14`` for generic correlation matrices and ``3e-10`` in
 the worst nearly-aligned, nearly-singular cases found.
+
+Eqs. (4.1)-(4.4) and (4.7) of docs/theory.md (Plackett 1954; Genz 2004 for orthant probabilities).
 """
 
 from __future__ import annotations

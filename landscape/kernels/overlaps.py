@@ -7,9 +7,11 @@ public functions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["MAX_UNITS", "check_units", "validate_teacher", "validate_overlaps", "validate_weights"]
+__all__ = ["MAX_UNITS", "RANK_TOL", "Embedding", "check_rank_tol", "check_units", "embed_overlaps", "validate_teacher", "validate_overlaps", "validate_weights"]
 
 #: Largest number of student or teacher units the package accepts.
 MAX_UNITS = 64
@@ -153,3 +155,71 @@ def validate_weights(W, W_teacher, batched=False):
     if not (np.all(np.isfinite(W)) and np.all(np.isfinite(W_teacher))):
         raise ValueError("W and W_teacher must not contain NaN or infinite entries")
     return W, W_teacher
+
+
+# Relative eigenvalue threshold of the Gram matrix below which a direction is not in the span.
+RANK_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Student and teacher rows in ``r`` dimensions with prescribed overlaps.
+
+    Attributes
+    ----------
+    student : ndarray, shape (K, r)
+        Rows ``u_k``; ``student @ student.T`` reproduces ``Q``.
+    teacher : ndarray, shape (M, r)
+        Rows ``u*_m``; ``student @ teacher.T`` reproduces ``R`` and ``teacher @ teacher.T`` reproduces ``T``.
+    """
+
+    student: np.ndarray
+    teacher: np.ndarray
+
+    @property
+    def rank(self):
+        """Dimension ``r`` of the span of all units."""
+        return self.student.shape[1]
+
+
+def check_rank_tol(rank_tol):
+    """``rank_tol`` as a float, or ValueError unless it is a number in ``[0, 1)``."""
+    if not (isinstance(rank_tol, (float, int, np.floating, np.integer)) and 0 <= rank_tol < 1):
+        raise ValueError(f"rank_tol must be a number in [0, 1), got {rank_tol!r}")
+    return float(rank_tol)
+
+
+def embed_overlaps(Q, R, T, rtol=RANK_TOL):
+    """Explicit rows whose Gram matrix is ``Omega = [[Q, R], [R^T, T]]``, in ``r = rank(Omega)`` dimensions.
+
+    Parameters
+    ----------
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
+    T : array_like, shape (M, M)
+    rtol : float, optional
+        Eigenvalues of ``Omega`` at or below ``rtol`` times the largest are dropped (default 1e-9,
+        the positive semi-definiteness tolerance of :func:`validate_overlaps`). Overlaps fix the
+        weights only to about the square root of their own accuracy near aligned units: when
+        the weights are known, use them (:func:`hessian_spectrum` accepts ``W, W_teacher``).
+
+    Returns
+    -------
+    Embedding
+        Columns ordered by decreasing eigenvalue of ``Omega``.
+
+    Raises
+    ------
+    ValueError
+        If the overlaps are invalid (see :func:`validate_overlaps`) or ``rtol`` is not in ``[0, 1)``.
+    """
+    Q, R, T = validate_overlaps(Q, R, T)
+    rtol = check_rank_tol(rtol)
+    omega = np.block([[Q, R], [R.T, T]])
+    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (omega + omega.T))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    keep = eigenvalues > rtol * eigenvalues[0]
+    rows = eigenvectors[:, keep] * np.sqrt(eigenvalues[keep])
+    K = Q.shape[0]
+    return Embedding(student=rows[:K], teacher=rows[K:])

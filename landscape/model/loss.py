@@ -1,6 +1,6 @@
 """Population loss and its gradient, from overlaps ``(Q, R, T)`` or from explicit weights.
 
-Conventions (THEORY.md section 1): normalised weights ``u_k = w_k / sqrt(d)``, pre-activations
+Conventions (section 1 of docs/theory.md; the loss is eq. (2.5), its gradient eqs. (2.6)-(2.7)): normalised weights ``u_k = w_k / sqrt(d)``, pre-activations
 ``lambda_k = u_k . x``, ``nu_m = u*_m . x``, loss ``L = 1/2 E[(f - f*)^2]``.
 
 The weight-space gradient lies in the span of the student and teacher vectors:
