@@ -47,7 +47,7 @@ import numpy as np
 from ..critical_points.ansatz import ansatz_starts, integer_partitions, permutation_invariant, plateau_projector
 from ..critical_points.batch_flow import EndReason
 from .records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
-from ..model.config import RunConfig
+from ..model.config import require_run_config
 from ..critical_points.search import search_critical_points
 from ..critical_points.fixed_points import ode_fixed_points
 from ..critical_points.families import classify_point
@@ -93,8 +93,7 @@ _ANSATZ_MAX_STEPS = 3000
 
 
 def _check_build(config, starts, seed, regime, progress):
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    require_run_config(config)
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
     cap = MAX_STARTS[regime]

@@ -26,7 +26,7 @@ from .batch_flow import DIVERGENCE_NORM, EndReason, check_positive, rk_step
 from ..kernels.fourpoint import unchecked_finite_lr_expectation
 from ..model.loss import PairResiduals, gradient_coefficients
 from ..dynamics.ode import integrate_ode, ode_velocity
-from ..model.config import RunConfig
+from ..model.config import require_run_config
 from .hessian import hessian_spectrum
 from .parallel import chunked, run_chunks
 from ..kernels.overlaps import validate_overlaps
@@ -380,8 +380,7 @@ def unspecialised_fixed_point(config):
     ValueError
         If ``config`` is not a RunConfig.
     """
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    require_run_config(config)
     if config.teacher.kind != "orthonormal":
         return None
     K, M = config.K, config.M

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model.config import RunConfig
+from ..model.config import require_run_config
 from .fourpoint_flow import carried_four_point_applies
 from ..model.initialisation import initial_overlaps
 from ..model.loss import loss_from_overlaps
@@ -213,8 +213,7 @@ def run_flow(config, tol=1e-8, n_points=400):
     ValueError
         If ``config`` is not a RunConfig.
     """
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    require_run_config(config)
     Q0, R0 = initial_overlaps(config)
     return integrate_ode(
         Q0, R0, config.teacher_matrix(), config.lr, config.t_max,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.overlaps import embed_overlaps
-from ..model.config import RunConfig
+from ..model.config import require_run_config
 from ..model.initialisation import initial_overlaps, initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
@@ -56,8 +56,7 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
         If ``d`` is not a positive integer, the run would exceed ``MAX_SGD_STEPS`` steps,
         or ``weights`` have the wrong shapes.
     """
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    require_run_config(config)
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be a positive whole number, got {d!r}")
     total_steps = int(round(config.t_max * d))
@@ -105,8 +104,7 @@ def simulate_sgd_from_initial_overlaps(config, d, seed, n_points=200):
     ValueError
         If ``d`` is below the rank of the initial overlaps, or as :func:`simulate_sgd`.
     """
-    if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    require_run_config(config)
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be a positive whole number, got {d!r}")
     Q0, R0 = initial_overlaps(config)

@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels.overlaps import MAX_UNITS, validate_overlaps, validate_teacher
 from .teacher import block_teacher, equicorrelated_teacher, orthonormal_teacher, random_teacher
 
-__all__ = ["TeacherSpec", "InitSpec", "RunConfig", "TEACHER_KINDS", "INIT_KINDS"]
+__all__ = ["TeacherSpec", "InitSpec", "RunConfig", "TEACHER_KINDS", "INIT_KINDS", "require_run_config"]
 
 TEACHER_KINDS = ("orthonormal", "equicorrelated", "block", "random", "matrix")
 INIT_KINDS = ("random", "overlaps")
@@ -335,3 +335,16 @@ class RunConfig:
         except (ValueError, zlib.error):
             raise ValueError("the share string is damaged (it does not decode); copy the whole link again") from None
         return cls.from_json(raw.decode("utf-8", errors="replace"))
+
+
+def require_run_config(config):
+    """Return ``config`` if it is a :class:`RunConfig`; the check every run's entry point makes.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is anything else.
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    return config
