@@ -42,3 +42,12 @@ def test_unspecialised_fixed_point_is_a_symmetric_saddle():
 def test_unspecialised_fixed_point_only_for_orthonormal_teachers():
     config = RunConfig(K=2, M=2, teacher=TeacherSpec(kind="equicorrelated", rho=0.3))
     assert unspecialised_fixed_point(config) is None
+
+
+def test_shipped_defaults_are_found_from_the_package():
+    # Regression: after the move into subpackages, DEFAULT_SPEC and DEFAULT_STORE still went one
+    # folder up from their module, to landscape/assets, which does not exist.
+    from landscape.catalogues.sweep_spec import DEFAULT_SPEC
+    from landscape.catalogues.sweep_store import DEFAULT_STORE
+
+    assert DEFAULT_SPEC.is_file() and DEFAULT_STORE.is_dir()
