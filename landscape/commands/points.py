@@ -26,12 +26,12 @@ def _print_progress(done, total):
 def _catalogue(args):
     from ..catalogues.build import build_catalogue
 
-    config = read_config(args.config)
-    progress = None if args.quiet else _print_progress
     if args.connect and args.regime != "gradient_flow":
         raise ValueError("--connect follows gradient flow of L: it needs --regime gradient_flow")
     if args.connect_max_index is not None and not args.connect:
         raise ValueError("--connect-max-index needs --connect")
+    config = read_config(args.config)
+    progress = None if args.quiet else _print_progress
     catalogue = build_catalogue(config, starts=args.starts, seed=args.seed, regime=args.regime, progress=progress)
     result = catalogue
     if args.connect:
