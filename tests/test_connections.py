@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from scipy.optimize import minimize
 
 from landscape.catalogues.build import build_catalogue
 from landscape.catalogues.connections import ConnectedCatalogue, ConnectOptions, ConnectionStatus, connect_catalogue
@@ -35,7 +36,7 @@ def catalogue6():
 
 @pytest.fixture(scope="module")
 def connected6(catalogue6):
-    return connect_catalogue(catalogue6, ConnectOptions(max_index=4))
+    return connect_catalogue(catalogue6, ConnectOptions(max_index=4, climb_modes=2))
 
 
 def _fd_hessian(W, W_teacher, h=1e-5):
@@ -52,12 +53,14 @@ def _fd_hessian(W, W_teacher, h=1e-5):
     return 0.5 * (H + H.T)
 
 
-def _independent_ends(point, T, push=1e-3, t_end=5000.0):
-    """(Q, R, loss) at the ends of scipy gradient flows from the saddle pushed both ways."""
+def _independent_paths(point, T, d, push=1e-3, t_end=3000.0):
+    """Gradient flows (scipy RK45 on gradient_from_weights) from the saddle pushed both ways along the
+    lowest eigenvector of a finite-difference Hessian, in an embedding of its own: (W_teacher, runs)."""
     embedding = embed_overlaps(point.Q, point.R, T)
-    # One spare coordinate so the flow is not confined to the span by the embedding.
-    W = np.pad(embedding.student, ((0, 0), (0, 1)))
-    W_teacher = np.pad(embedding.teacher, ((0, 0), (0, 1)))
+    # One spare coordinate (when the input dimension d has room) so the flow is not confined to the span.
+    spare = int(d > embedding.rank)
+    W = np.pad(embedding.student, ((0, 0), (0, spare)))
+    W_teacher = np.pad(embedding.teacher, ((0, 0), (0, spare)))
     eigenvalues, eigenvectors = np.linalg.eigh(_fd_hessian(W, W_teacher))
     assert eigenvalues[0] < -1e-6 and eigenvalues[1] > -1e-6  # index 1 in the finite-difference Hessian too
     direction = eigenvectors[:, 0].reshape(W.shape)
@@ -66,25 +69,41 @@ def _independent_ends(point, T, push=1e-3, t_end=5000.0):
         return -gradient_from_weights(y.reshape(W.shape), W_teacher).ravel()
 
     def settled(t, y):
-        return np.linalg.norm(slope(t, y)) - 1e-9
+        return np.linalg.norm(slope(t, y)) - 1e-8
 
     settled.terminal = True
-    ends = []
+    runs = []
     for sign in (1.0, -1.0):
         start = W + sign * push * np.linalg.norm(W) * direction
-        run = solve_ivp(slope, (0.0, t_end), start.ravel(), method="LSODA", rtol=1e-10, atol=1e-12, events=settled)
-        end = run.y[:, -1].reshape(W.shape)
-        ends.append((end @ end.T, end @ W_teacher.T, loss_from_weights(end, W_teacher)))
-    return ends
+        runs.append(solve_ivp(slope, (0.0, t_end), start.ravel(), rtol=1e-9, atol=1e-12, events=settled,
+                              dense_output=False))
+    return W.shape, W_teacher, runs
+
+
+def _reaches(shape, W_teacher, run, p, T):
+    """Whether a scipy descent reaches the listed point: a minimum after BFGS polishing of its end;
+    a saddle (a descent kept in a symmetric subspace) by passing it with a vanishing gradient."""
+    if p.kind is PointKind.MINIMUM:
+        end = minimize(lambda x: loss_from_weights(x.reshape(shape), W_teacher), run.y[:, -1],
+                       jac=lambda x: gradient_from_weights(x.reshape(shape), W_teacher).ravel(),
+                       method="BFGS", options={"gtol": 1e-11}).x.reshape(shape)
+        loss = loss_from_weights(end, W_teacher)
+        return abs(loss - p.loss) < 1e-9 and same_orbit((end @ end.T, end @ W_teacher.T), (p.Q, p.R), T, tol=1e-5)
+    for y in run.y.T[::-1]:
+        X = y.reshape(shape)
+        if (abs(loss_from_weights(X, W_teacher) - p.loss) < 1e-7 and np.linalg.norm(gradient_from_weights(X, W_teacher)) < 1e-4
+                and same_orbit((X @ X.T, X @ W_teacher.T), (p.Q, p.R), T, tol=1e-3)):
+            return True
+    return False
 
 
 def _assert_same_ends(connected, connection, T):
     points = connected.catalogue.points
-    found = _independent_ends(points[connection.saddle], T)
+    shape, W_teacher, runs = _independent_paths(points[connection.saddle], T, connected.catalogue.d)
     listed = [points[e] for e in connection.ends]
-    for Q, R, loss in found:
-        assert any(abs(loss - p.loss) < 1e-7 and same_orbit((Q, R), (p.Q, p.R), T, tol=1e-4) for p in listed), \
-            (loss, [p.loss for p in listed])
+    for run in runs:
+        assert any(_reaches(shape, W_teacher, run, p, T) for p in listed), \
+            (loss_from_weights(run.y[:, -1].reshape(shape), W_teacher), [p.loss for p in listed])
 
 
 def test_the_shipped_saddle_descends_to_the_points_an_independent_flow_finds():
@@ -95,16 +114,52 @@ def test_the_shipped_saddle_descends_to_the_points_an_independent_flow_finds():
     _assert_same_ends(connected, connection, T)
 
 
-def test_every_index1_saddle_of_a_six_unit_catalogue_is_connected_as_an_independent_flow_finds(connected6):
-    points = connected6.catalogue.points
-    T = connected6.catalogue.config.teacher_matrix()
-    index1 = [i for i, p in enumerate(points) if p.kind is PointKind.SADDLE and p.index == 1]
-    assert index1
-    for saddle in index1:
+def _index1(connected):
+    return [i for i, p in enumerate(connected.catalogue.points) if p.kind is PointKind.SADDLE and p.index == 1]
+
+
+def test_every_index1_saddle_of_a_six_unit_catalogue_is_connected(connected6):
+    assert len(_index1(connected6)) >= 2
+    for saddle in _index1(connected6):
         (connection,) = [c for c in connected6.connections if c.saddle == saddle]
         assert connection.status is ConnectionStatus.CONNECTED, connection.message
-        _assert_same_ends(connected6, connection, T)
     assert connected6.success
+
+
+def test_the_saddle_out_of_the_spurious_minimum_descends_where_an_independent_flow_goes(connected6):
+    # The short version of the next test: the index-1 saddle whose descents reach the spurious minimum.
+    points = connected6.catalogue.points
+    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("1 teacher missed"))
+    connection = next(c for c in connected6.connections if spurious in c.ends and points[c.saddle].index == 1)
+    _assert_same_ends(connected6, connection, connected6.catalogue.config.teacher_matrix())
+
+
+@pytest.mark.slow
+def test_every_index1_saddle_of_a_six_unit_catalogue_descends_where_an_independent_flow_goes(connected6):
+    T = connected6.catalogue.config.teacher_matrix()
+    for saddle in _index1(connected6):
+        (connection,) = [c for c in connected6.connections if c.saddle == saddle]
+        _assert_same_ends(connected6, connection, T)
+
+
+def test_climbed_saddles_are_index1_critical_points_that_join_the_spurious_minimum_to_the_global_one(connected6):
+    points = connected6.catalogue.points
+    T = connected6.catalogue.config.teacher_matrix()
+    climbed = [i for i, p in enumerate(points) if p.found_by == ("climb",)]
+    assert climbed
+    for i in climbed:
+        embedding = embed_overlaps(points[i].Q, points[i].R, T)  # d = 6 = M: no room beyond the span
+        W, W_teacher = embedding.student, embedding.teacher
+        assert np.linalg.norm(gradient_from_weights(W, W_teacher)) < 1e-6
+        eigenvalues = np.linalg.eigvalsh(_fd_hessian(W, W_teacher))
+        assert np.sum(eigenvalues < -1e-6) == 1 and points[i].index == 1
+    # Safran & Shamir's spurious minimum (one teacher missed) is not isolated: an index-1 saddle
+    # leads from it to the global minimum, and the tree joins the two at that saddle's loss.
+    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("1 teacher missed"))
+    tree = disconnectivity_tree(connected6, max_index=1)
+    level = tree.merge_level(0, spurious)
+    assert np.isfinite(level) and points[spurious].loss < level
+    assert any(points[c.saddle].loss == level and set(c.ends) == {0, spurious} for c in connected6.connections)
 
 
 def test_barriers_are_positive_and_paths_run_downhill_from_the_saddle(connected6):

@@ -12,7 +12,7 @@ from landscape.catalogues.disconnectivity import disconnectivity_tree
 from landscape.catalogues.records import Catalogue
 from landscape.commands.main import main
 from landscape.dashboard import SIDEBAR_SETTINGS, catalogue_key, config_from_settings
-from landscape.dashboard.catalogues import MAP_MAX_INDEX
+from landscape.dashboard.catalogues import MAP_CLIMB_MODES, MAP_MAX_INDEX
 from landscape.dashboard.map_figures import SADDLE_TRACE, disconnectivity_figure, pass_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_the_shipped_connections_are_those_of_the_default_catalogue_and_reproduc
     assert catalogue_key(shipped.catalogue.config, "gradient_flow") == catalogue_key(config_from_settings({}), "gradient_flow")
     assert (shipped.catalogue.starts, shipped.catalogue.seed) == (defaults["starts"], defaults["cseed"])
     # Regenerated from the shipped catalogue with the page's settings: same links, same barriers.
-    again = connect_catalogue(catalogue, ConnectOptions(max_index=MAP_MAX_INDEX))
+    again = connect_catalogue(catalogue, ConnectOptions(max_index=MAP_MAX_INDEX, climb_modes=MAP_CLIMB_MODES))
     assert [(c.saddle, c.direction, c.ends) for c in again.connections] == \
         [(c.saddle, c.direction, c.ends) for c in shipped.connections]
     assert np.allclose([c.barriers for c in again.connections], [c.barriers for c in shipped.connections],
@@ -96,7 +96,7 @@ def test_cli_catalogue_connect_and_map(tmp_path, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["map", "--catalogue", "missing.json"], "cannot read catalogue"),
     (["map", "--catalogue", str(CATALOGUE), "--max-index", "0"], "--max-index must be"),
-    (["catalogue", "--config", "c.json", "--starts", "3", "--connect-max-index", "3"], "needs --connect"),
+    (["catalogue", "--config", "c.json", "--starts", "3", "--connect-max-index", "3"], "need --connect"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, words, capsys):
     code, out, err = _run(capsys, *argv)

@@ -9,7 +9,7 @@ import streamlit as st
 from landscape.catalogues.connections import ConnectedCatalogue, ConnectOptions, connect_catalogue
 from landscape.catalogues.disconnectivity import disconnectivity_tree
 from landscape.dashboard import catalogue_key
-from landscape.dashboard.catalogues import MAP_MAX_INDEX
+from landscape.dashboard.catalogues import MAP_CLIMB_MODES, MAP_MAX_INDEX
 from landscape.dashboard.figures import overlap_heatmaps_figure
 from landscape.dashboard.map_figures import SADDLE_TRACE, disconnectivity_figure, pass_figure
 from views import common
@@ -43,7 +43,7 @@ def _shipped(config, starts, seed):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _connect(key, _catalogue):
-    return connect_catalogue(_catalogue, ConnectOptions(max_index=MAP_MAX_INDEX))
+    return connect_catalogue(_catalogue, ConnectOptions(max_index=MAP_MAX_INDEX, climb_modes=MAP_CLIMB_MODES))
 
 
 def _connected(current, starts, seed):
@@ -54,7 +54,8 @@ def _connected(current, starts, seed):
     catalogue = common.catalogue(current, "gradient_flow", starts, seed, key="map_catalogue")
     if catalogue is None:
         return None
-    with st.spinner("Following the descent paths out of every saddle..."):
+    with st.spinner("Climbing from the minima to the saddles around them and following the descent paths out of "
+                    "every saddle (seconds; about 10 s at K = M = 8)..."):
         connected = common.call(_connect, (catalogue_key(current.config, "gradient_flow"), starts, seed), catalogue)
     if connected is not None:
         st.caption(f"Connections: {connected.message}.")

@@ -9,7 +9,10 @@ one batch, with the states recorded), polishes each end with Newton's method
 modulo the symmetries (units on one ray merged first, as the catalogue does). An end that is not
 yet listed becomes a new point with its spectrum (``found_by = ("connection",)``, basin count 0).
 Saddles of index 2 to ``max_index`` are pushed both ways along each of their unstable
-eigenvectors: where their ends are saddles, these are the links of the Morse complex.
+eigenvectors: where their ends are saddles, these are the links of the Morse complex. A catalogue
+found by flows and symmetric ansatzes may lack the index-1 saddles that lead out of its minima:
+with ``climb_modes > 0`` they are looked for by eigenvector-following from every minimum
+(:mod:`landscape.critical_points.transition`), added, and connected like the others.
 
 The barrier of a descent path is the saddle's loss minus the loss of its end; the path itself is
 kept as the loss against the arclength (Frobenius norm in the weights ``u = w / sqrt(d)``),
@@ -36,6 +39,7 @@ from ..critical_points.batch_flow import (
 from ..critical_points.flat import _same_point, gradient_repolish, make_candidate
 from ..critical_points.hessian import weight_hessian
 from ..critical_points.search import newton_polish
+from ..critical_points.transition import climb_to_saddle
 from ..model.initialisation import teacher_weights
 from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps
 from .build import _mark_global, _point
@@ -45,6 +49,7 @@ __all__ = ["ConnectOptions", "ConnectionStatus", "Connection", "ConnectedCatalog
            "saddle_weights"]
 
 _NEGATIVE_TOL = 1e-9
+_RECHECK = 25
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class ConnectOptions:
         Points of each stored path (evenly spaced in arclength, saddle and end included).
     max_index : int
         Saddles of index 2 up to this are pushed along each unstable eigenvector (0 or 1: none).
+    climb_modes : int
+        From every minimum, climb by eigenvector-following up its ``climb_modes`` softest non-zero
+        Hessian modes, both ways (:func:`landscape.critical_points.transition.climb_to_saddle`): the index-1
+        saddles found that are not in the catalogue are added (``found_by = ("climb",)``) and connected too.
     """
 
     push: float = 1e-3
@@ -70,13 +79,14 @@ class ConnectOptions:
     max_steps: int = 20_000
     path_points: int = 64
     max_index: int = 2
+    climb_modes: int = 0
 
     def __post_init__(self):
         for name, low, high in (("push", 0.0, 0.5), ("flow_tol", 0.0, 1e-2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
                 raise ValueError(f"{name} must be a number in ({low:g}, {high:g}), got {value!r}")
-        for name, low in (("max_steps", 1), ("path_points", 2), ("max_index", 0)):
+        for name, low in (("max_steps", 1), ("path_points", 2), ("max_index", 0), ("climb_modes", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -216,7 +226,7 @@ class ConnectedCatalogue:
         for c in connections:
             if not all(0 <= i < len(catalogue.points) for i in (c.saddle,) + tuple(e for e in c.ends if e is not None)):
                 raise ValueError(f"connection of saddle {c.saddle} refers to a point outside the catalogue")
-        added = sum("connection" in p.found_by for p in catalogue.points)
+        added = sum(bool({"connection", "climb"} & set(p.found_by)) for p in catalogue.points)
         return cls(catalogue, connections, added, *_outcome(connections, catalogue))
 
 
@@ -300,7 +310,7 @@ def _descend(W0, W_teacher, options):
     S = W0.shape[0]
     W, dt = W0.copy(), np.full(S, 0.05)
     reasons = np.full(S, None, dtype=object)
-    steps, checked = np.zeros(S, dtype=int), np.zeros(S, dtype=bool)
+    steps, checked = np.zeros(S, dtype=int), np.zeros(S, dtype=int)
     paths = [[W0[s].copy()] for s in range(S)]
 
     def slope(Y):
@@ -313,9 +323,12 @@ def _descend(W0, W_teacher, options):
         blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
         dead = (norms.min(axis=1) < DEAD_NORM * scale) & ~blown
         done = (gradient_norm < options.flow_tol) & ~dead & ~blown
-        # As in the catalogue's search: hand a slow end in a basin (no descent direction) to Newton early.
-        for position in np.flatnonzero((gradient_norm < 1e-4) & ~done & ~dead & ~blown & ~checked[active]):
-            checked[active[position]] = True
+        # As in the catalogue's search: hand a slow end in a basin (no descent direction) to Newton
+        # early. Checked again every _RECHECK steps: a descent may first cross the threshold beside a
+        # saddle barely above its minimum (barriers of 1e-5 occur) and enter the basin only later.
+        due = (gradient_norm < 1e-4) & (steps[active] >= checked[active]) & ~done & ~dead & ~blown
+        for position in np.flatnonzero(due):
+            checked[active[position]] = steps[active[position]] + _RECHECK
             done[position] = _convex(W[active[position]], W_teacher, None)
         out = (steps[active] >= options.max_steps) & ~done & ~dead & ~blown
         for mask, reason in ((blown, EndReason.DIVERGED), (dead, EndReason.UNIT_DIED),
@@ -392,21 +405,46 @@ def _check_connect(catalogue, options):
     return options
 
 
-def _starts(catalogue, W_teacher, options):
+def _starts(points, W_teacher, options, weights):
     """Polished saddles and their pushed starts: (saddle index, direction, saddle W), starts (2 j, K, n)."""
     jobs, starts = [], []
-    for number, point in enumerate(catalogue.points):
+    for number, point in enumerate(points):
         if point.kind is not PointKind.SADDLE or not 1 <= point.index <= max(1, options.max_index):
             continue
-        W = saddle_weights(point.Q, point.R, W_teacher)
-        polished = newton_polish(W, W_teacher)
-        W = polished.W if polished.success else W
+        W = weights.get(number)
+        if W is None:
+            W = saddle_weights(point.Q, point.R, W_teacher)
+            polished = newton_polish(W, W_teacher)
+            W = polished.W if polished.success else W
         directions = _unstable_directions(W, W_teacher, point.index)
         push = options.push * float(np.linalg.norm(W))
         for direction, vector in enumerate(directions):
             jobs.append((number, direction, W))
             starts.extend([W + push * vector, W - push * vector])
     return jobs, np.array(starts)
+
+
+def _climb(catalogue, known, W_teacher, T, options):
+    """New index-1 saddles climbed to from the minima (appended to ``known``): list of (point, W)."""
+    found = []
+    for point in catalogue.points:
+        if point.kind is not PointKind.MINIMUM or options.climb_modes == 0:
+            continue
+        polished = newton_polish(saddle_weights(point.Q, point.R, W_teacher), W_teacher)
+        for mode in range(options.climb_modes):
+            for sign in (1.0, -1.0):
+                climb = climb_to_saddle(polished.W, W_teacher, mode, sign)
+                if not climb.success:
+                    continue
+                norm = float(np.linalg.norm(gradient_from_weights(climb.W, W_teacher)))
+                candidate = make_candidate(climb.W, W_teacher, norm, "climb", gradient_repolish)
+                if _match(candidate, known, T) is not None:
+                    continue
+                saddle = _point(candidate, T, catalogue.d)
+                if saddle.index == 1:  # in the catalogue's d (the climb checked the embedding only)
+                    known.append(candidate)
+                    found.append((saddle, candidate.W))
+    return found
 
 
 def _connection(job, ends, reasons, paths, points):
@@ -448,10 +486,12 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
     T = catalogue.config.teacher_matrix()
     _, n = _span_dimension(catalogue)
     W_teacher = teacher_weights(T, n)
-    jobs, starts = _starts(catalogue, W_teacher, options)
     known = [make_candidate(saddle_weights(p.Q, p.R, W_teacher), W_teacher, p.gradient_norm, "flow", _keep)
              for p in catalogue.points]
-    first_new = len(known)
+    climbed = _climb(catalogue, known, W_teacher, T, options)
+    points = list(catalogue.points) + [point for point, _ in climbed]
+    weights = {len(catalogue.points) + number: W for number, (_, W) in enumerate(climbed)}
+    jobs, starts = _starts(points, W_teacher, options, weights)
     ends, reasons, states = (_descend(starts, W_teacher, options) if len(starts) else ([], [], []))
     end_positions, end_weights = [], []
     for number, (W, reason) in enumerate(zip(ends, reasons)):
@@ -469,8 +509,8 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
             position = len(known) - 1
         end_positions.append(position)
         end_weights.append(polished)
-    added = [_point(c, T, catalogue.d) for c in known[first_new:]]
-    points = list(catalogue.points) + [replace(p, found_by=("connection",)) for p in added]
+    added = [point for point, _ in climbed] + [_point(c, T, catalogue.d) for c in known[len(points):]]
+    points = list(catalogue.points) + added
     order = sorted(range(len(points)), key=lambda i: (points[i].loss, points[i].index))
     new_index = {old: new for new, old in enumerate(order)}
     points = list(_mark_global([points[i] for i in order], catalogue.config.K >= catalogue.config.M))

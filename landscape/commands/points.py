@@ -28,8 +28,8 @@ def _catalogue(args):
 
     if args.connect and args.regime != "gradient_flow":
         raise ValueError("--connect follows gradient flow of L: it needs --regime gradient_flow")
-    if args.connect_max_index is not None and not args.connect:
-        raise ValueError("--connect-max-index needs --connect")
+    if (args.connect_max_index is not None or args.climb) and not args.connect:
+        raise ValueError("--connect-max-index and --climb need --connect")
     config = read_config(args.config)
     progress = None if args.quiet else _print_progress
     catalogue = build_catalogue(config, starts=args.starts, seed=args.seed, regime=args.regime, progress=progress)
@@ -37,7 +37,8 @@ def _catalogue(args):
     if args.connect:
         from ..catalogues.connections import ConnectOptions, connect_catalogue
 
-        options = ConnectOptions() if args.connect_max_index is None else ConnectOptions(max_index=args.connect_max_index)
+        options = ConnectOptions(max_index=2 if args.connect_max_index is None else args.connect_max_index,
+                                 climb_modes=args.climb)
         result = connect_catalogue(catalogue, options)
         if not args.quiet:
             print(f"connections: {result.message}", file=sys.stderr)
@@ -88,5 +89,8 @@ def register(subparsers):
     )
     catalogue.add_argument("--connect-max-index", type=_whole, metavar="N",
                            help="with --connect: also follow every unstable direction of saddles of index 2..N (default 2)")
+    catalogue.add_argument("--climb", type=_whole, default=0, metavar="N",
+                           help="with --connect: first climb from every minimum up its N softest Hessian modes "
+                           "(eigenvector-following) to the index-1 saddles around it, and add them (default 0)")
     catalogue.add_argument("--quiet", action="store_true", help="no progress on stderr")
     catalogue.set_defaults(handler=_catalogue)
