@@ -81,10 +81,13 @@ def _end_label(connected, end):
 
 def _pass(connected, saddle):
     points = connected.catalogue.points
-    options = [c for c in connected.connections if c.saddle == saddle]
+    # Directions whose two descents end at different points first: they are the ones that join groups.
+    options = sorted((c for c in connected.connections if c.saddle == saddle),
+                     key=lambda c: (len(set(c.ends)) == 1, c.direction))
     if len(options) > 1:
         number = st.selectbox("unstable direction", range(len(options)), key="map_direction",
-                              format_func=lambda i: f"direction {i + 1} of {len(options)}")
+                              format_func=lambda i: f"direction {options[i].direction + 1} of {len(options)}: to "
+                              + " and ".join("nowhere" if e is None else f"#{e}" for e in options[i].ends))
         connection = options[min(number, len(options) - 1)]
     else:
         connection = options[0]
@@ -92,7 +95,7 @@ def _pass(connected, saddle):
     barriers = ", ".join("—" if b is None else f"{b:.3e}" for b in connection.barriers)
     st.subheader(f"Saddle #{saddle}: index {point.index}, L = {point.loss:.4e}")
     st.caption(f"Family: {point.family}. Barriers (saddle loss minus end loss): {barriers}.")
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
         labels = [_end_label(connected, end) for end in connection.ends]
         common.chart(pass_figure(connection.arclength, connection.paths, labels, point.loss), key="map_pass")

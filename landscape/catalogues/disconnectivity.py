@@ -11,9 +11,9 @@ landscape; a higher-index saddle whose descents end in two groups joins them thr
 unstable manifold, so its loss is an upper bound on their barrier (``max_index`` chooses which
 saddles are used).
 
-The tree is data: levels, children, the minima below each node, and a layout (``x``, and each
-leaf's ``width`` = its basin fraction, with a floor so that minima found only by the ansatz
-search stay visible). :func:`landscape.dashboard.figures.disconnectivity_figure` draws it.
+The tree is data: levels, children, the minima below each node, and a layout (``x``: leaves
+evenly spaced, ordered so that branches do not cross, lowest minimum first; ``width``: the basin
+fraction, drawn as the width of a leaf's branch). :func:`landscape.dashboard.figures.disconnectivity_figure` draws it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from .records import PointKind
 
 __all__ = ["LandscapeGraph", "landscape_graph", "TreeNode", "SaddleMark", "TreeStatus", "DisconnectivityTree",
            "disconnectivity_tree"]
-
-#: Narrowest leaf, as a fraction of the total width (minima with a small basin stay visible).
-MIN_LEAF_WIDTH = 0.04
-
 
 @dataclass(frozen=True)
 class LandscapeGraph:
@@ -306,9 +302,9 @@ def disconnectivity_tree(connected: ConnectedCatalogue, max_index: int | None = 
     top = highest + 0.15 * (span if span > 0 else max(abs(highest), 1e-3))
     total = max(catalogue.n_converged, 1)
     fractions = {("leaf", m): points[m].count / total for m in minima}
-    widths = {k: max(fractions[k], MIN_LEAF_WIDTH) for k in leaves}
-    edges = np.concatenate([[0.0], np.cumsum([widths[k] for k in leaves])]) / sum(widths.values())
-    x = {k: 0.5 * (edges[i] + edges[i + 1]) for i, k in enumerate(leaves)}
+    # Leaves evenly spaced (a basin fraction of 0.9 next to ones of 0 would squeeze the labels);
+    # the figure shows the fraction as the width of the leaf's branch.
+    x = {k: (i + 0.5) / len(leaves) for i, k in enumerate(leaves)}
     for n in range(len(inner)):  # children merge before their parents: increasing level
         key = ("inner", n)
         x[key] = float(np.mean([x[c] for c in children_of[key]]))

@@ -18,7 +18,7 @@ __all__ = ["disconnectivity_figure", "pass_figure", "SADDLE_TRACE"]
 
 #: Name of the trace of the saddle markers (its points carry the saddle's catalogue index as customdata).
 SADDLE_TRACE = "saddles"
-_MARGIN = dict(l=70, r=30, t=40, b=110)
+_MARGIN = dict(l=70, r=30, t=40, b=120)
 _BRANCH = "#94a3b8"
 
 
@@ -89,7 +89,7 @@ def disconnectivity_figure(tree, saddle_index=None, selected=None):
     figure.update_layout(
         margin=_MARGIN, height=480, showlegend=False, clickmode="event+select",
         xaxis=dict(tickvals=[n.x for n in leaves], ticktext=[_wrapped(tree.families.get(n.point, "")) for n in leaves],
-                   range=[-0.02, 1.02], showgrid=False, zeroline=False),
+                   tickangle=0, range=[-0.02, 1.02], showgrid=False, zeroline=False),
         yaxis=dict(title=LOSS_TITLE, range=[min(n.level for n in tree.nodes) - 0.03 * tree.top, tree.top]),
     )
     return figure
@@ -130,7 +130,7 @@ def pass_figure(arclength, paths, labels, saddle_loss):
                                     hovertemplate="arclength %{x:.3f}<br>L = %{y:.4e}<extra>" + label + "</extra>"))
     figure.add_trace(go.Scatter(x=[0.0], y=[saddle_loss], mode="markers", name="saddle",
                                 marker=dict(size=13, symbol="diamond", color=PALETTE[3])))
-    figure.update_layout(margin=dict(l=70, r=30, t=40, b=60), height=360,
+    figure.update_layout(margin=dict(l=70, r=30, t=30, b=60), height=420,
                          xaxis_title="arclength from the saddle (left: first path, right: second)",
-                         yaxis_title=LOSS_TITLE, legend=dict(orientation="h", y=1.12))
+                         yaxis_title=LOSS_TITLE, legend=dict(orientation="h", yanchor="top", y=-0.2))
     return figure
