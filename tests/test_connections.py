@@ -259,3 +259,14 @@ def test_bad_input_is_one_clear_error(catalogue6):
         disconnectivity_tree(connect_catalogue(catalogue6), max_index=0)
     with pytest.raises(ValueError, match="has no connections"):
         ConnectedCatalogue.from_dict(catalogue6.to_dict())
+
+
+def test_climb_bad_input_is_one_clear_error():
+    from landscape.critical_points.transition import ClimbStatus, climb_to_saddle
+
+    W, W_teacher = np.eye(2), np.eye(2)
+    for kwargs, words in (({"mode": -1}, "mode must be"), ({"sign": 0.5}, "sign must be"), ({"trust": 0.0}, "trust must be")):
+        with pytest.raises(ValueError, match=words):
+            climb_to_saddle(W, W_teacher, **kwargs)
+    # The global minimum of K = M = 2 has 4 non-zero modes in 2 dimensions: a fifth does not exist.
+    assert climb_to_saddle(W, W_teacher, mode=4).status is ClimbStatus.NO_MODE

@@ -447,6 +447,30 @@ def _climb(catalogue, known, W_teacher, T, options):
     return found
 
 
+def _matched_ends(ends, reasons, known, W_teacher, T):
+    """Polish every converged end and find it among ``known`` (appending new ones); updates ``reasons``.
+
+    Returns the positions in ``known`` (None where a descent failed) and the end weights.
+    """
+    positions, weights = [], []
+    for number, (W, reason) in enumerate(zip(ends, reasons)):
+        polished = _polished_end(W, W_teacher) if reason is EndReason.CONVERGED else None
+        if polished is None:
+            reasons[number] = reason if reason is not EndReason.CONVERGED else EndReason.POLISH_FAILED
+            positions.append(None)
+            weights.append(W)
+            continue
+        norm = float(np.linalg.norm(gradient_from_weights(polished, W_teacher)))
+        candidate = make_candidate(polished, W_teacher, norm, "connection", gradient_repolish)
+        position = _match(candidate, known, T)
+        if position is None:
+            known.append(candidate)
+            position = len(known) - 1
+        positions.append(position)
+        weights.append(polished)
+    return positions, weights
+
+
 def _connection(job, ends, reasons, paths, points):
     saddle, direction, _ = job
     barriers = tuple(None if e is None else points[saddle].loss - points[e].loss for e in ends)
@@ -493,22 +517,7 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
     weights = {len(catalogue.points) + number: W for number, (_, W) in enumerate(climbed)}
     jobs, starts = _starts(points, W_teacher, options, weights)
     ends, reasons, states = (_descend(starts, W_teacher, options) if len(starts) else ([], [], []))
-    end_positions, end_weights = [], []
-    for number, (W, reason) in enumerate(zip(ends, reasons)):
-        polished = _polished_end(W, W_teacher) if reason is EndReason.CONVERGED else None
-        if polished is None:
-            reasons[number] = reason if reason is not EndReason.CONVERGED else EndReason.POLISH_FAILED
-            end_positions.append(None)
-            end_weights.append(W)
-            continue
-        norm = float(np.linalg.norm(gradient_from_weights(polished, W_teacher)))
-        candidate = make_candidate(polished, W_teacher, norm, "connection", gradient_repolish)
-        position = _match(candidate, known, T)
-        if position is None:
-            known.append(candidate)
-            position = len(known) - 1
-        end_positions.append(position)
-        end_weights.append(polished)
+    end_positions, end_weights = _matched_ends(ends, reasons, known, W_teacher, T)
     added = [point for point, _ in climbed] + [_point(c, T, catalogue.d) for c in known[len(points):]]
     points = list(catalogue.points) + added
     order = sorted(range(len(points)), key=lambda i: (points[i].loss, points[i].index))
