@@ -69,13 +69,13 @@ def _independent_paths(point, T, d, push=1e-3, t_end=3000.0):
         return -gradient_from_weights(y.reshape(W.shape), W_teacher).ravel()
 
     def settled(t, y):
-        return np.linalg.norm(slope(t, y)) - 1e-8
+        return np.linalg.norm(slope(t, y)) - 1e-7
 
     settled.terminal = True
     runs = []
     for sign in (1.0, -1.0):
         start = W + sign * push * np.linalg.norm(W) * direction
-        runs.append(solve_ivp(slope, (0.0, t_end), start.ravel(), rtol=1e-9, atol=1e-12, events=settled,
+        runs.append(solve_ivp(slope, (0.0, t_end), start.ravel(), rtol=1e-8, atol=1e-11, events=settled,
                               dense_output=False))
     return W.shape, W_teacher, runs
 
