@@ -142,3 +142,16 @@ def test_page_in_the_finite_lr_regime_says_what_to_do():
     at = _app({"regime": "finite_lr", "tmax": "30"})
     assert not at.exception
     assert any("gradient_flow" in i.value for i in at.info)
+
+
+def test_page_computes_catalogue_and_connections_on_a_click():
+    at = _app({"K": "3", "M": "3", "starts": "8", "tmax": "30"})
+    assert not at.exception
+    assert not _figures(at)  # nothing shipped for these settings: a button, no tree yet
+    at.button(key="map_catalogue").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any(c.value.startswith("Connections:") for c in at.caption)
+    tree = _figures(at)[0]
+    leaves = next(t for t in tree["data"] if t.get("name") == "minima")
+    assert leaves["text"] and all(text.startswith("#") for text in leaves["text"])
