@@ -184,20 +184,13 @@ def test_connected_catalogue_round_trips_through_json(connected6):
 
 
 def _brute_merge_level(graph, a, b):
-    """Lowest saddle loss h such that a and b are linked by edges whose saddles have loss <= h."""
+    """Lowest saddle loss h such that a and b are joined in the networkx graph cut to saddles of loss <= h."""
+    import networkx as nx
+
+    G = graph.to_networkx()
     for h in sorted({graph.loss[s] for s, _, _ in graph.edges}):
-        links = {}
-        for s, e, _ in graph.edges:
-            if graph.loss[s] <= h:
-                links.setdefault(s, set()).add(e)
-                links.setdefault(e, set()).add(s)
-        seen, todo = {a}, [a]
-        while todo:
-            for n in links.get(todo.pop(), ()):
-                if n not in seen:
-                    seen.add(n)
-                    todo.append(n)
-        if b in seen:
+        kept = [n for n in G if G.nodes[n]["kind"] == "minimum" or G.nodes[n]["loss"] <= h]
+        if nx.has_path(G.subgraph(kept), a, b):
             return h
     return np.inf
 

@@ -41,15 +41,40 @@ class LandscapeGraph:
         Loss of every node.
     edges : tuple of (int, int, float)
         ``(saddle, end, barrier)``, one per descent that ended at a point (repeats kept).
+    kind : dict
+        ``minimum`` or ``saddle`` for every node.
+    family : dict
+        Family label of every node.
     """
 
     nodes: tuple
     loss: dict
     edges: tuple
 
+    kind: dict
+    family: dict
+
     def neighbours(self, node):
         """Points linked to ``node`` by an edge (either way)."""
         return sorted({b for a, b, _ in self.edges if a == node} | {a for a, b, _ in self.edges if b == node})
+
+    def to_networkx(self):
+        """The graph as a ``networkx.MultiGraph`` (nodes: ``loss``, ``kind``, ``family``; edges: ``barrier``).
+
+        Returns
+        -------
+        networkx.MultiGraph
+            One edge per descent, from the saddle to its end (a saddle whose two descents end at
+            the same point has two parallel edges to it).
+        """
+        import networkx as nx
+
+        graph = nx.MultiGraph()
+        for node in self.nodes:
+            graph.add_node(node, loss=self.loss[node], kind=self.kind[node], family=self.family[node])
+        for saddle, end, barrier in self.edges:
+            graph.add_edge(saddle, end, barrier=barrier)
+        return graph
 
 
 def _check_connected(connected, max_index):
@@ -87,7 +112,8 @@ def landscape_graph(connected: ConnectedCatalogue, max_index: int | None = None)
         edges.extend((c.saddle, end, barrier) for end, barrier in zip(c.ends, c.barriers) if end is not None)
     nodes = sorted({i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM}
                    | {a for a, _, _ in edges} | {b for _, b, _ in edges})
-    return LandscapeGraph(nodes=tuple(nodes), loss={i: float(points[i].loss) for i in nodes}, edges=tuple(edges))
+    return LandscapeGraph(nodes=tuple(nodes), loss={i: float(points[i].loss) for i in nodes}, edges=tuple(edges),
+                          kind={i: points[i].kind.value for i in nodes}, family={i: points[i].family for i in nodes})
 
 
 @dataclass(frozen=True)
