@@ -36,6 +36,8 @@ PAGES = {
                                url_path="critical-points"),
     "hessian-spectra": st.Page("views/hessian_spectra.py", title="Hessian spectra", icon=":material/equalizer:",
                                url_path="hessian-spectra"),
+    "landscape-map": st.Page("views/landscape_map.py", title="Landscape map", icon=":material/landscape:",
+                             url_path="landscape-map"),
     "families": st.Page("views/families.py", title="Families", icon=":material/account_tree:", url_path="families"),
     "theory": st.Page("views/theory.py", title="Theory", icon=":material/menu_book:", url_path="theory"),
 }

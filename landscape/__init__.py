@@ -26,6 +26,8 @@ from .critical_points.hessian import HessianSpectrum, hessian_spectrum
 from .critical_points.families import family_tree
 from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
+from .catalogues.connections import connect_catalogue
+from .catalogues.disconnectivity import disconnectivity_tree
 from .catalogues.reachability import reachability_curve
 from .catalogues.sweep_spec import SweepSpec
 from .catalogues.sweep_store import load_store
@@ -60,6 +62,8 @@ __all__ = [
     "CriticalPoint",
     "PointKind",
     "reachability_curve",
+    "connect_catalogue",
+    "disconnectivity_tree",
     "run_sweep",
     "SweepSpec",
     "load_store",

@@ -71,7 +71,9 @@ class CriticalPoint:
     Q : ndarray, shape (K, K)
     R : ndarray, shape (K, M)
     found_by : tuple of str
-        ``flow`` (random starts) and/or ``ansatz`` (symmetric ansatz search).
+        ``flow`` (random starts) and/or ``ansatz`` (symmetric ansatz search); points added by
+        :func:`~landscape.catalogues.connections.connect_catalogue`: ``connection`` (where a descent
+        from a saddle ended) or ``climb`` (an index-1 saddle reached from a minimum).
     manifold : FlatManifold or None
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,16 +26,29 @@ def _print_progress(done, total):
 def _catalogue(args):
     from ..catalogues.build import build_catalogue
 
+    if args.connect and args.regime != "gradient_flow":
+        raise ValueError("--connect follows gradient flow of L: it needs --regime gradient_flow")
+    if (args.connect_max_index is not None or args.climb) and not args.connect:
+        raise ValueError("--connect-max-index and --climb need --connect")
     config = read_config(args.config)
     progress = None if args.quiet else _print_progress
     catalogue = build_catalogue(config, starts=args.starts, seed=args.seed, regime=args.regime, progress=progress)
+    result = catalogue
+    if args.connect:
+        from ..catalogues.connections import ConnectOptions, connect_catalogue
+
+        options = ConnectOptions(max_index=2 if args.connect_max_index is None else args.connect_max_index,
+                                 climb_modes=args.climb)
+        result = connect_catalogue(catalogue, options)
+        if not args.quiet:
+            print(f"connections: {result.message}", file=sys.stderr)
     if args.out:
         path = Path(args.out)
         if path.suffix == ".csv":
-            catalogue.to_frame().to_csv(path, index=False)
+            (result.catalogue if args.connect else catalogue).save_csv(path)
         else:
-            catalogue.save_json(path)
-    return catalogue.to_dict()
+            path.write_text(json.dumps(result.to_dict(), indent=1))
+    return result.to_dict()
 
 
 def _whole(text):
@@ -68,5 +82,15 @@ def register(subparsers):
         help="critical points of L (lr -> 0, default) or fixed points of the full ODE at the config's lr",
     )
     catalogue.add_argument("--out", metavar="FILE", help="also save the catalogue (.json, or .csv for the table)")
+    catalogue.add_argument(
+        "--connect", action="store_true",
+        help="also follow both descent paths out of every saddle (index 1, and up to --connect-max-index) and add "
+        "'connections': saddle, ends, barriers, loss along each path (indices into points)",
+    )
+    catalogue.add_argument("--connect-max-index", type=_whole, metavar="N",
+                           help="with --connect: also follow every unstable direction of saddles of index 2..N (default 2)")
+    catalogue.add_argument("--climb", type=_whole, default=0, metavar="N",
+                           help="with --connect: first climb from every minimum up its N softest Hessian modes "
+                           "(eigenvector-following) to the index-1 saddles around it, and add them (default 0)")
     catalogue.add_argument("--quiet", action="store_true", help="no progress on stderr")
     catalogue.set_defaults(handler=_catalogue)

@@ -7,8 +7,13 @@ import json
 from ..model.config import InitSpec
 from .settings import SERIES_CHOICES
 
-__all__ = ["MAX_SERIES", "leaf_counts", "series_configs", "catalogue_key"]
+__all__ = ["MAP_MAX_INDEX", "MAP_CLIMB_MODES", "MAX_SERIES", "leaf_counts", "series_configs", "catalogue_key"]
 
+#: Highest saddle index whose unstable directions the Landscape map follows (seconds up to K = M = 8;
+#: assets/connections_default.json is made with it).
+MAP_MAX_INDEX = 6
+#: Softest modes of every minimum climbed by eigenvector-following to find the index-1 saddles around it.
+MAP_CLIMB_MODES = 2
 #: Most catalogues one reachability curve may compute on demand.
 MAX_SERIES = 8
 

@@ -24,6 +24,7 @@ __all__ = [
     "REGIME_CHOICES",
     "SERIES_CHOICES",
     "DIMENSION_CHOICES",
+    "JOIN_CHOICES",
     "setting",
     "QueryCheck",
     "check_query",
@@ -33,6 +34,7 @@ TEACHER_CHOICES = ("orthonormal", "equicorrelated", "block", "random", "custom")
 REGIME_CHOICES = ("gradient_flow", "finite_lr")
 SERIES_CHOICES = ("K = M", "K = M + 1", "M fixed")
 DIMENSION_CHOICES = ("d = M", "sidebar d")
+JOIN_CHOICES = ("every saddle followed", "index-1 saddles")
 _KINDS = ("int", "float", "bool", "choice", "text")
 _MAX_SEED = 2**31 - 1
 
@@ -190,6 +192,12 @@ PAGE_SETTINGS = {
                      "that of the shipped sweep). Sidebar d: the init dimension of the sidebar."),
         _int("kmin", "from width", 4, 1, MAX_UNITS, "Smallest width on the x axis: M for K = M and K = M + 1, K for M fixed."),
         _int("kmax", "to width", 8, 1, MAX_UNITS, "Largest width on the x axis."),
+    ),
+    "landscape-map": (
+        Setting("joins", "join minima through", "choice", "every saddle followed", choices=JOIN_CHOICES,
+                help="Index-1 saddles only: exact barriers, but minima stay apart when the catalogue lacks the "
+                     "index-1 saddle between them. Every saddle followed: a higher-index saddle whose descents "
+                     "reach two groups joins them at its loss (an upper bound on their barrier)."),
     ),
     "theory": (),
 }
