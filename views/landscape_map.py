@@ -11,7 +11,7 @@ from landscape.catalogues.disconnectivity import disconnectivity_tree
 from landscape.dashboard import catalogue_key
 from landscape.dashboard.catalogues import MAP_CLIMB_MODES, MAP_MAX_INDEX
 from landscape.dashboard.figures import overlap_heatmaps_figure
-from landscape.dashboard.map_figures import SADDLE_TRACE, disconnectivity_figure, pass_figure
+from landscape.dashboard.map_figures import disconnectivity_figure, pass_figure
 from views import common
 
 CONNECTIONS_FILE = common.ROOT / "assets" / "connections_default.json"

@@ -183,7 +183,7 @@ def _project_starts(draws, projector):
     return (flat @ projector.T).reshape(draws.shape)
 
 
-def _point(candidate, T, d):
+def point_record(candidate, T, d):
     """The catalogue entry of a distinct candidate: spectrum, canonical form, family, orbit, manifold."""
     W, W_teacher = candidate.W, candidate.W_teacher
     singular = np.linalg.svd(np.concatenate([W, W_teacher]), compute_uv=False)
@@ -210,7 +210,7 @@ def _point(candidate, T, d):
     )
 
 
-def _mark_global(points, realisable):
+def mark_global(points, realisable):
     minima = [p.loss for p in points if p.kind is PointKind.MINIMUM]
     lowest = min(minima) if minima else np.inf
     marked = []
@@ -301,8 +301,8 @@ def build_catalogue(config, starts, seed, regime="gradient_flow", progress=None,
     candidates, reasons, ansatz_count = build(config, starts, seed, workers, progress)
     distinct = deduplicate(candidates, T)
     d = config.init.d if regime == "gradient_flow" else max(config.init.d, config.K + config.M)
-    points = sorted((_point(c, T, d) for c in distinct), key=lambda p: (p.loss, p.index))
-    points = _mark_global(points, config.K >= config.M)
+    points = sorted((point_record(c, T, d) for c in distinct), key=lambda p: (p.loss, p.index))
+    points = mark_global(points, config.K >= config.M)
     failures = {}
     for reason in reasons:
         if reason is not EndReason.CONVERGED:

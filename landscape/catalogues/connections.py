@@ -30,19 +30,18 @@ from ..critical_points.batch_flow import (
     DEAD_NORM,
     DIVERGENCE_NORM,
     EndReason,
-    _convex,
-    _gradient,
-    _rejection_norms,
-    _rk_step,
-    _row_norms,
+    locally_convex,
+    unchecked_batch_gradient,
+    rk_step,
+    row_norms,
 )
-from ..critical_points.flat import _same_point, gradient_repolish, make_candidate
+from ..critical_points.flat import same_point, gradient_repolish, make_candidate
 from ..critical_points.hessian import weight_hessian
 from ..critical_points.search import newton_polish
 from ..critical_points.transition import climb_to_saddle
 from ..model.initialisation import teacher_weights
-from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps
-from .build import _mark_global, _point
+from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps, rejection_norms
+from .build import mark_global, point_record
 from .records import Catalogue, PointKind
 
 __all__ = ["ConnectOptions", "ConnectionStatus", "Connection", "ConnectedCatalogue", "connect_catalogue",
@@ -305,7 +304,7 @@ def _unstable_directions(W, W_teacher, count):
 def _descend(W0, W_teacher, options):
     """Gradient flow of many starts, every accepted state recorded: (ends, reasons, list of paths (steps, K, n))."""
     T = W_teacher @ W_teacher.T
-    teacher_residual = _rejection_norms(W_teacher, W_teacher)
+    teacher_residual = rejection_norms(W_teacher, W_teacher)
     scale = float(np.sqrt(np.max(np.diag(T))))
     S = W0.shape[0]
     W, dt = W0.copy(), np.full(S, 0.05)
@@ -314,11 +313,11 @@ def _descend(W0, W_teacher, options):
     paths = [[W0[s].copy()] for s in range(S)]
 
     def slope(Y):
-        return -_gradient(Y, W_teacher, T, teacher_residual)
+        return -unchecked_batch_gradient(Y, W_teacher, T, teacher_residual)
 
     velocity, active = slope(W), np.arange(S)
     while active.size:
-        norms = _row_norms(W[active])
+        norms = row_norms(W[active])
         gradient_norm = np.linalg.norm(velocity[active].reshape(active.size, -1), axis=1)
         blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
         dead = (norms.min(axis=1) < DEAD_NORM * scale) & ~blown
@@ -329,7 +328,7 @@ def _descend(W0, W_teacher, options):
         due = (gradient_norm < 1e-4) & (steps[active] >= checked[active]) & ~done & ~dead & ~blown
         for position in np.flatnonzero(due):
             checked[active[position]] = steps[active[position]] + _RECHECK
-            done[position] = _convex(W[active[position]], W_teacher, None)
+            done[position] = locally_convex(W[active[position]], W_teacher, None)
         out = (steps[active] >= options.max_steps) & ~done & ~dead & ~blown
         for mask, reason in ((blown, EndReason.DIVERGED), (dead, EndReason.UNIT_DIED),
                              (done, EndReason.CONVERGED), (out, EndReason.MAX_STEPS)):
@@ -337,7 +336,7 @@ def _descend(W0, W_teacher, options):
         active = active[~(blown | dead | done | out)]
         if not active.size:
             break
-        Y3, f4, ratio = _rk_step(W[active], velocity[active], dt[active][:, None, None], slope, None, 1e-2)
+        Y3, f4, ratio = rk_step(W[active], velocity[active], dt[active][:, None, None], slope, None, 1e-2)
         accept = ratio <= 1.0
         W[active[accept]], velocity[active[accept]] = Y3[accept], f4[accept]
         for s in active[accept]:
@@ -362,8 +361,8 @@ def _resampled_path(saddle, states, end, W_teacher, points):
 def _batch_loss(W, W_teacher):
     """Loss of many students at once, shape (P,), with exact residuals from the weights (P, K, n)."""
     T = W_teacher @ W_teacher.T
-    residuals = PairResiduals(student=_rejection_norms(W, W), cross=_rejection_norms(W, W_teacher),
-                              teacher=_rejection_norms(W_teacher, W_teacher))
+    residuals = PairResiduals(student=rejection_norms(W, W), cross=rejection_norms(W, W_teacher),
+                              teacher=rejection_norms(W_teacher, W_teacher))
     return loss_from_overlaps(W @ np.swapaxes(W, 1, 2), W @ W_teacher.T, T, residuals)
 
 
@@ -377,9 +376,9 @@ def _keep(W, W_teacher, groups, loss):
 
 def _polished_end(W, W_teacher):
     """Newton-polished end of a descent, or None; units nearly on one ray are first put on it."""
-    from ..critical_points.search import _polish_on_rays
+    from ..critical_points.search import polish_on_rays
 
-    polished = _polish_on_rays(W, W_teacher, 1e-10, 40)
+    polished = polish_on_rays(W, W_teacher, 1e-10, 40)
     if polished is None:
         polished = newton_polish(W, W_teacher)
     return polished.W if polished.success else None
@@ -388,7 +387,7 @@ def _polished_end(W, W_teacher):
 def _match(candidate, known, T):
     """Position of the first known candidate in the same orbit (units on one ray merged), or None."""
     for position, other in enumerate(known):
-        if _same_point(other, candidate, T):
+        if same_point(other, candidate, T):
             return position
     return None
 
@@ -440,7 +439,7 @@ def _climb(catalogue, known, W_teacher, T, options):
                 candidate = make_candidate(climb.W, W_teacher, norm, "climb", gradient_repolish)
                 if _match(candidate, known, T) is not None:
                     continue
-                saddle = _point(candidate, T, catalogue.d)
+                saddle = point_record(candidate, T, catalogue.d)
                 if saddle.index == 1:  # in the catalogue's d (the climb checked the embedding only)
                     known.append(candidate)
                     found.append((saddle, candidate.W))
@@ -518,11 +517,11 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
     jobs, starts = _starts(points, W_teacher, options, weights)
     ends, reasons, states = (_descend(starts, W_teacher, options) if len(starts) else ([], [], []))
     end_positions, end_weights = _matched_ends(ends, reasons, known, W_teacher, T)
-    added = [point for point, _ in climbed] + [_point(c, T, catalogue.d) for c in known[len(points):]]
+    added = [point for point, _ in climbed] + [point_record(c, T, catalogue.d) for c in known[len(points):]]
     points = list(catalogue.points) + added
     order = sorted(range(len(points)), key=lambda i: (points[i].loss, points[i].index))
     new_index = {old: new for new, old in enumerate(order)}
-    points = list(_mark_global([points[i] for i in order], catalogue.config.K >= catalogue.config.M))
+    points = list(mark_global([points[i] for i in order], catalogue.config.K >= catalogue.config.M))
     connections = []
     for number, job in enumerate(jobs):
         pair = (2 * number, 2 * number + 1)

@@ -148,7 +148,7 @@ def row_norms(W):
     return np.sqrt(np.einsum("...kn,...kn->...k", W, W))
 
 
-def _convex(W, W_teacher, projector):
+def locally_convex(W, W_teacher, projector):
     """No descent direction in the Hessian (restricted to the subspace of a projected flow)."""
     hessian = weight_hessian(W, W_teacher)
     if projector is not None:
@@ -200,7 +200,7 @@ def flow_batch(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
         for position in np.flatnonzero((gradient_norm < handover_tol) & ~done & ~dead & ~blown & ~checked[active]):
             start = active[position]
             checked[start] = True
-            done[position] = _convex(W[start], W_teacher, own(projector, start))
+            done[position] = locally_convex(W[start], W_teacher, own(projector, start))
         out = (steps[active] >= max_steps) & ~done & ~dead & ~blown
         for mask, reason in ((blown, EndReason.DIVERGED), (dead, EndReason.UNIT_DIED),
                              (done, EndReason.CONVERGED), (out, EndReason.MAX_STEPS)):

@@ -200,7 +200,7 @@ def finite_lr_repolish(config):
     return repolish
 
 
-def _same_point(a, b, T):
+def same_point(a, b, T):
     """Same orbit of the function: units on one ray are merged first, so that the points of a flat
     continuum, and the continua joined through a unit of norm zero moving between rays, are one."""
     (Qa, Ra), (Qb, Rb) = a.reduced, b.reduced
@@ -218,7 +218,7 @@ def deduplicate(candidates, T):
     distinct = []
     for candidate in candidates:
         for known in distinct:
-            if _same_point(known, candidate, T):
+            if same_point(known, candidate, T):
                 known.count += candidate.count
                 known.found_by = tuple(m for m in ("flow", "ansatz") if m in known.found_by + candidate.found_by)
                 break

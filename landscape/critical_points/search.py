@@ -140,7 +140,7 @@ def _polish(W, W_teacher, tol, max_iter, projector):
                         f"{EndReason.POLISH_FAILED.value}: gradient norm {norm:.2e} after {iterations} steps")
 
 
-def _polish_on_rays(W, W_teacher, tol, max_iter):
+def polish_on_rays(W, W_teacher, tol, max_iter):
     """Newton's method with nearly parallel units put on one ray, keeping their shares.
 
     With ``K > M`` flows end near continua of minima where units split a ray; the angle between
@@ -263,7 +263,7 @@ def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, hand
     iterations = np.zeros(len(reasons), dtype=int)
     for start in np.flatnonzero(flow.converged):
         own = projector if projector is None or projector.ndim == 2 else projector[start]
-        polished = _polish_on_rays(W[start], W_teacher, tol, 40) if own is None else None
+        polished = polish_on_rays(W[start], W_teacher, tol, 40) if own is None else None
         if polished is None:
             polished = _polish(W[start], W_teacher, tol, 40, own)
         W[start], gradient_norm[start], iterations[start] = polished.W, polished.gradient_norm, polished.iterations

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch_flow import DEAD_NORM, _check_batch, _check_positive, _row_norms
+from .batch_flow import DEAD_NORM, check_batch, check_positive, row_norms
 from .hessian import weight_hessian
 from .search import newton_polish
 from ..model.loss import gradient_from_weights
@@ -105,15 +105,15 @@ def climb_to_saddle(W: np.ndarray, W_teacher: np.ndarray, mode: int = 0, sign: f
     ValueError
         If shapes disagree, entries are not finite, or a parameter is out of range.
     """
-    W3, W_teacher = _check_batch(W, W_teacher)
+    W3, W_teacher = check_batch(W, W_teacher)
     if np.ndim(W) != 2:
         raise ValueError(f"W must be one point of shape (K, n), got shape {np.shape(W)}")
     if isinstance(mode, bool) or not isinstance(mode, (int, np.integer)) or mode < 0:
         raise ValueError(f"mode must be a whole number >= 0, got {mode!r}")
     if sign not in (1.0, -1.0):
         raise ValueError(f"sign must be 1.0 or -1.0, got {sign!r}")
-    trust = _check_positive("trust", trust)
-    max_steps = _check_positive("max_steps", max_steps, integer=True)
+    trust = check_positive("trust", trust)
+    max_steps = check_positive("max_steps", max_steps, integer=True)
     W = W3[0].copy()
     radius = trust * float(np.linalg.norm(W))
     dead = DEAD_NORM * float(np.sqrt(np.max(np.sum(W_teacher**2, axis=1))))
@@ -138,7 +138,7 @@ def climb_to_saddle(W: np.ndarray, W_teacher: np.ndarray, mode: int = 0, sign: f
                 step *= radius / length
         previous = eigenvectors[:, followed] * np.sign(eigenvectors[:, followed] @ (previous if previous is not None else step))
         W = W + step.reshape(W.shape)
-        if _row_norms(W).min() < dead:
+        if row_norms(W).min() < dead:
             return _result(W, W_teacher, iteration + 1, ClimbStatus.UNIT_DIED)
     else:
         return _result(W, W_teacher, max_steps, ClimbStatus.MAX_STEPS)
