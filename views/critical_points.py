@@ -55,10 +55,17 @@ def main():
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Catalogue")
-        st.dataframe(frame[list(COLUMNS)], column_config=COLUMNS, on_select=_select_row, selection_mode="single-row",
-                     key="table", height=min(420, 38 + 35 * len(frame)), width="stretch")
+        table = st.container()
         st.caption("Click a column header to sort, a row to show its overlaps. Rows are numbered from 0 as in the downloads.")
-        number = min(common.page_widget("critical-points", "point"), len(frame) - 1)
+        number = common.page_widget("critical-points", "point")
+        if number >= len(frame):
+            # A link's row past the end used to show the last row silently.
+            st.warning(f"Row {number} does not exist (the catalogue has rows 0 to {len(frame) - 1}); showing row 0.")
+            number = 0
+        # The row chosen by a link (or the widget) is ticked in the table too.
+        table.dataframe(frame[list(COLUMNS)], column_config=COLUMNS, on_select=_select_row,
+                        selection_mode="single-row", selection_default={"selection": {"rows": [number]}},
+                        key="table", height=min(420, 38 + 35 * len(frame)), width="stretch")
     with right:
         st.subheader("Loss against index")
         common.chart(catalogue_figure(frame, selected=number), key="scatter")

@@ -22,6 +22,7 @@ from .matrices import (
     format_matrix,
     parse_block_sizes,
     parse_matrix,
+    parse_rows,
     resize_matrix_text,
 )
 from .phase import PhasePath, phase_path, phase_point
@@ -51,6 +52,7 @@ __all__ = [
     "QueryCheck",
     "check_query",
     "parse_matrix",
+    "parse_rows",
     "format_matrix",
     "parse_block_sizes",
     "default_block_sizes",

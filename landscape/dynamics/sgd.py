@@ -14,11 +14,55 @@ from ..model.initialisation import initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["simulate_sgd", "MAX_SGD_STEPS"]
+__all__ = ["simulate_sgd", "sgd_cost", "MAX_SGD_STEPS", "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
 
 #: Largest number of SGD steps one call accepts (t_max * d); about a minute on one core.
 MAX_SGD_STEPS = 5_000_000
+#: Largest work of one call, steps x (K + M) x d multiply-adds: a step costs O((K + M) d), so capping
+#: the steps alone lets a large d ask for hours (2,000 steps at d = 1e6 took 4 minutes).
+MAX_SGD_OPERATIONS = 5e10
+#: Largest memory of one call: the weights and a block of inputs, 8 bytes a number.
+MAX_SGD_BYTES = 2 * 2**30
 _CHUNK = 512
+#: Inputs are drawn in blocks of at most this many bytes (512 inputs at d = 1e6 would be 4 GB).
+_CHUNK_BYTES = 32 * 2**20
+
+
+def _chunk(d):
+    return int(max(1, min(_CHUNK, _CHUNK_BYTES // (8 * d))))
+
+
+def sgd_cost(K: int, M: int, d: int, steps: int) -> tuple[float, float]:
+    """Work and memory of an SGD run, to bound a request before it starts.
+
+    Parameters
+    ----------
+    K, M : int
+        Student and teacher widths.
+    d : int
+        Input dimension.
+    steps : int
+        Number of SGD steps (``t_max * d``).
+
+    Returns
+    -------
+    operations : float
+        Multiply-adds, ``steps * (K + M) * d`` (the forward pass of student and teacher, the update).
+    bytes : float
+        Peak memory of the weights and of one block of inputs, 8 bytes a number.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not a positive whole number.
+    """
+    for name, value in (("K", K), ("M", M), ("d", d), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "steps" else 1):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    d = int(d)
+    operations = float(steps) * (int(K) + int(M)) * d
+    memory = 8.0 * d * (2 * int(K) + int(M) + _chunk(d))
+    return operations, memory
 
 
 def _record_steps(total_steps, d, n_points):
@@ -53,17 +97,29 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
     ------
     ValueError
         If ``d`` is not a positive integer, the run would exceed ``MAX_SGD_STEPS`` steps,
-        or ``weights`` have the wrong shapes.
+        ``MAX_SGD_OPERATIONS`` operations or ``MAX_SGD_BYTES`` bytes (:func:`sgd_cost`), or
+        ``weights`` have the wrong shapes.
     """
     if not isinstance(config, RunConfig):
         raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be a positive whole number, got {d!r}")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 2 <= n_points <= 100_000:
+        raise ValueError(f"n_points must be a whole number from 2 to 100,000, got {n_points!r}")
+    if d > 10**12:  # far beyond any memory budget; keeps the products below exact in floats
+        raise ValueError(f"d = {d} is too large for a direct simulation")
     total_steps = int(round(config.t_max * d))
     if total_steps > MAX_SGD_STEPS:
         raise ValueError(
             f"t_max * d = {total_steps} SGD steps is more than the {MAX_SGD_STEPS} allowed; "
             "lower t_max or d (the ODE gives the d -> infinity limit at no cost)"
+        )
+    operations, memory = sgd_cost(config.K, config.M, d, total_steps)
+    if operations > MAX_SGD_OPERATIONS or memory > MAX_SGD_BYTES:
+        raise ValueError(
+            f"SGD at d = {d} for {total_steps} steps needs {operations:.3g} operations and {memory / 2**30:.3g} GB; "
+            f"at most {MAX_SGD_OPERATIONS:.3g} operations and {MAX_SGD_BYTES / 2**30:g} GB are allowed: "
+            "lower d or t_max (the ODE gives the d -> infinity limit at no cost)"
         )
     if weights is None:
         W, W_teacher = initial_weights(config, d=d)
@@ -96,7 +152,7 @@ def _run(W, W_teacher, config, d, rng, record):
     status, step, next_record = FlowStatus.T_MAX, 0, 1
     with np.errstate(over="ignore", invalid="ignore"):
         while step < record[-1] and status is FlowStatus.T_MAX:
-            batch = min(_CHUNK, int(record[-1] - step))
+            batch = min(_chunk(d), int(record[-1] - step))
             inputs = rng.standard_normal((batch, d))
             labels = np.maximum(inputs @ W_teacher.T, 0.0).sum(axis=1)
             labels = labels + noise_scale * rng.standard_normal(batch)
