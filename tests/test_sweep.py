@@ -383,8 +383,9 @@ def test_status_json_counts_done_failed_missing(client, tmp_path, capsys):
     assert code == 0 and err == ""
     assert {key: summary[key] for key in ("done", "failed", "missing")} == {"done": 0, "failed": 1, "missing": 1}
     assert summary["failures"][0]["reason"] == "invalid input: K = 3 refused on purpose"
+    # Without --json it printed text, against "every command prints JSON": now the same JSON.
     code, out, _ = _cli(capsys, "sweep", "--status", tmp_path / "store")
-    assert code == 0 and "0 done, 1 failed, 1 missing of 2 tasks" in out and "failed K=3" in out
+    assert code == 0 and json.loads(out) == summary and "0 done, 1 failed, 1 missing of 2 tasks" in summary["message"]
 
 
 @pytest.mark.parametrize(
