@@ -47,23 +47,28 @@ def _caps():
     try:
         return DemoCaps.from_env(), ""
     except ValueError as error:
-        return DemoCaps(), f"Ignoring a demo-cap environment variable: {error}"
+        return DemoCaps(), f"Ignoring a demo-cap environment variable (default caps apply): {error}"
 
 
-def _check_link(page):
+def _check_link(page, caps):
     """Warn about invalid link parameters; text ones are reset on a rerun (Streamlit drops the others).
 
-    A link is read when a session opens a page for the first time; later the widgets own the URL.
+    In demo mode a value over a cap is replaced by the cap, with a warning. A link is read when a
+    session opens a page for the first time; later the widgets own the URL.
     """
     checked = st.session_state.setdefault("_link_checked", set())
     if page in checked:
         return
     checked.add(page)
     check = check_query(st.query_params.to_dict(), SIDEBAR_SETTINGS + PAGE_SETTINGS[page])
-    if check.success:
+    clamped, clamp_warnings = caps.clamp_link(check.values)
+    for key, value in clamped.items():
+        st.query_params[key] = str(value)
+    _forget_initial_params(clamped)
+    if check.success and not clamped:
         return
     shown = st.session_state.setdefault(_WARNINGS, [])
-    shown.extend(w for w in check.warnings if w not in shown)
+    shown.extend(w for w in check.warnings + clamp_warnings if w not in shown)
     for key in check.rejected:
         # Out of the address bar: it must not keep a value we refused.
         del st.query_params[key]
@@ -74,7 +79,7 @@ def _check_link(page):
 
 
 def _forget_initial_params(keys):
-    """Stop Streamlit seeding widgets from refused link values.
+    """Stop Streamlit seeding widgets from refused link values (``keys``; a dict gives replacements).
 
     A bound number_input parses the page's *initial* query string itself, before our check can
     replace the value: ``?K=1e400`` raised OverflowError inside Streamlit (int(inf)). No public
@@ -90,6 +95,8 @@ def _forget_initial_params(keys):
     if isinstance(initial, dict):
         for key in keys:
             initial.pop(key, None)
+            if isinstance(keys, dict):  # seeded with the replacement (no Session State API warning)
+                initial[key] = [str(keys[key])]
 
 
 def _apply_resets():
@@ -191,9 +198,8 @@ def _share(box, current, page):
         if current.config is not None:
             st.download_button("config (JSON)", json.dumps(current.config.to_dict(), indent=2), file_name="config.json",
                                mime="application/json", icon=":material/download:", width="stretch")
-        caps = current.caps
-        st.caption(f"Demo caps: K, M ≤ {caps.max_K}; t_max ≤ {caps.max_t_max:g}; d ≤ {caps.max_d:g}; "
-                   f"starts ≤ {caps.max_starts}; SGD steps ≤ {caps.max_sgd_steps:g}.")
+        if current.caps.enabled:
+            st.caption(current.caps.summary())
 
 
 def main():
@@ -201,8 +207,8 @@ def main():
     navigation = st.navigation(list(PAGES.values()))
     page = next((key for key, item in PAGES.items() if item is navigation), "flows")
     _apply_resets()
-    _check_link(page)
     caps, caps_problem = _caps()
+    _check_link(page, caps)
     values = _sidebar()
     if st.session_state.get(_RESETS):
         st.rerun()
