@@ -69,3 +69,30 @@ def test_a_row_past_the_end_warns_and_the_chosen_row_is_ticked(with_shipped):
     # The table ticks the row a link chose (it showed its overlaps with no row ticked).
     at = _app({**CATALOGUE_LINK, "point": "2"}, page="critical-points")
     assert json.loads(at.dataframe[0].proto.selection_default)["selection"]["rows"] == [2]
+
+
+def test_a_share_string_opens_as_config():
+    # RunConfig.to_share_string() was called a link but the app could not open it.
+    from landscape import RunConfig, TeacherSpec
+
+    config = RunConfig(K=3, M=2, lr=0.3, eta2=False, t_max=30.0, teacher=TeacherSpec(kind="equicorrelated", rho=0.2))
+    at = _app({"config": config.to_share_string(), "runs": "1"})
+    _assert_clean(at)
+    assert at.sidebar.number_input(key="K").value == 3 and at.sidebar.number_input(key="M").value == 2
+    assert at.sidebar.selectbox(key="teacher").value == "equicorrelated"
+    assert at.sidebar.number_input(key="rho").value == pytest.approx(0.2)
+    assert "config" not in at.query_params and not at.warning
+    at = _app({**FAST, "config": "v1.damaged"})
+    _assert_clean(at)
+    assert any("config does not open a run" in text for text in _texts(at.warning))
+
+
+def test_presentation_mode_by_link():
+    at = _app({**FAST, "present": "1"})
+    _assert_clean(at)
+    figures = _figures(at)
+    assert len(figures) == 4 and all(f["layout"]["font"]["size"] == 22 for f in figures)
+    assert all(f["layout"]["height"] >= 760 for f in figures)
+    assert any("stSidebar" in element.proto.body for element in at.get("html"))
+    plain = _figures(_app(FAST))
+    assert all("font" not in f["layout"] or "size" not in f["layout"]["font"] for f in plain)

@@ -19,6 +19,7 @@ import streamlit as st
 from landscape.catalogues.build import Catalogue, build_catalogue
 from landscape.model.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
+from landscape.dashboard.figures import presentation_figure
 from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum
 from landscape.model.initialisation import initial_overlaps
 from landscape.dynamics.ode import compile_ode, integrate_ode, run_flow
@@ -73,8 +74,17 @@ def ready(current):
     return True
 
 
+#: Session key set by app.py when the link asks for presentation mode (``?present=1``).
+PRESENT_KEY = "_present"
+
+
 def chart(figure, key):
-    """Show a Plotly figure in the Streamlit theme; the toolbar's camera saves it as PNG or SVG (sidebar)."""
+    """Show a Plotly figure in the Streamlit theme; the toolbar's camera saves it as PNG or SVG (sidebar).
+
+    In presentation mode the figure is enlarged for a projector (:func:`presentation_figure`).
+    """
+    if st.session_state.get(PRESENT_KEY):
+        figure = presentation_figure(figure)
     image = st.session_state.get("img", "png")
     config = {"displaylogo": False, "toImageButtonOptions": {"format": image, "filename": key, "scale": 2}}
     st.plotly_chart(figure, key=key, theme="streamlit", config=config)

@@ -15,7 +15,7 @@ and block sizes as text), :mod:`.configs` (settings <-> configs, share links), :
 
 from .caps import DemoCaps
 from .catalogues import MAX_SERIES, catalogue_key, leaf_counts, series_configs
-from .configs import config_from_settings, query_string, settings_from_config
+from .configs import config_from_settings, link_from_share_string, query_string, settings_from_config
 from .matrices import (
     apply_symmetric_edits,
     default_block_sizes,
@@ -61,6 +61,7 @@ __all__ = [
     "config_from_settings",
     "settings_from_config",
     "query_string",
+    "link_from_share_string",
     "Preset",
     "PRESETS",
     "preset_values",
