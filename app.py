@@ -231,6 +231,9 @@ header[data-testid="stHeader"] {display: none !important;}
 .stApp, .stMarkdown p, .stCaption, [data-testid="stMetricValue"], .stDataFrame {font-size: 1.35rem !important;}
 h1 {font-size: 3rem !important;} h2, h3 {font-size: 2.1rem !important;}
 .block-container {padding-top: 1.5rem !important; max-width: 100% !important;}
+/* One figure per screen: side-by-side columns stack, each full width. */
+[data-testid="stHorizontalBlock"] {flex-direction: column !important;}
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {width: 100% !important; flex: 1 1 100% !important;}
 </style>"""
 
 

@@ -442,7 +442,9 @@ def catalogue_figure(frame, selected=None):
         figure.add_trace(go.Scatter(x=[row["index"] + 1], y=[row["loss"]], mode="markers", name=f"selected (row {selected})",
                                     marker=dict(symbol="circle-open", size=30, color="#ef4444", line=dict(width=3)), hoverinfo="skip"))
     top = float(frame["loss"].max()) if len(frame) else 1.0
-    figure.update_xaxes(title_text="Hessian index + 1 (log scale)", type="log")
+    # Written-out ticks: Plotly's default labelled the 2s and 5s of each decade by one digit.
+    figure.update_xaxes(title_text="Hessian index + 1 (log scale)", type="log",
+                        **log_ticks(frame["index"].to_numpy(dtype=float) + 1))
     figure.update_yaxes(title_text=LOSS_TITLE, range=[-0.06 * top, 1.1 * top])
     figure.update_layout(margin=_MARGIN, height=430, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return figure
@@ -604,7 +606,11 @@ def presentation_figure(figure: go.Figure) -> go.Figure:
     """
     big = go.Figure(figure)
     big.update_layout(font=dict(size=PRESENTATION_FONT), height=max(PRESENTATION_HEIGHT, big.layout.height or 0),
-                      hoverlabel=dict(font_size=PRESENTATION_FONT))
+                      hoverlabel=dict(font_size=PRESENTATION_FONT), legend=dict(font_size=PRESENTATION_FONT))
+    # Per axis too: Streamlit's theme sets the tick and title fonts, which a layout font does not reach.
+    axis_fonts = dict(tickfont_size=PRESENTATION_FONT - 2, title_font_size=PRESENTATION_FONT)
+    big.update_xaxes(**axis_fonts)
+    big.update_yaxes(**axis_fonts)
     for trace in big.data:
         line, marker = getattr(trace, "line", None), getattr(trace, "marker", None)
         if line is not None and line.width is not None:
