@@ -200,7 +200,7 @@ def main(argv=None):
         ("server memory (RSS): idle / after one / peak / after",
          f"{result['rss_idle_mb']:.0f} / {result['rss_after_one_mb']:.0f} / {result['rss_peak_mb']:.0f} / "
          f"{result['rss_after_mb']:.0f} MB"),
-        ("cached entries after one visitor / after the class",
+        ("st.cache_data functions holding results: after one visitor / after the class",
          f"{sum(result['cache_entries_after_one'].values())} / {sum(result['cache_entries_after_class'].values())}"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -153,7 +153,7 @@ def test_sgd_overlay_and_its_cap(monkeypatch):
     _assert_clean(at)
     loss, overlaps = _figures(at)[0], _figures(at)[1]
     assert [trace["name"] for trace in loss["data"]] == ["ODE (d → ∞)", "sgd (d = 50)"]
-    assert len(overlaps["data"]) == 2 * (4 + 3)
+    assert len(overlaps["data"]) == 2 * (4 + 3) + 2  # + the legend of the teachers' line patterns
     monkeypatch.setenv("LANDSCAPE_DEMO", "1")
     monkeypatch.setenv("LANDSCAPE_MAX_SGD_STEPS", "100")
     at = _app({**FAST, "K": "2", "M": "2", "sgd": "true", "sgd_d": "50"})

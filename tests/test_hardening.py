@@ -241,3 +241,24 @@ def test_two_processes_on_one_store_compute_every_task_once(tmp_path):
     computed = sorted(int(out.split()[0]) for out, _ in outputs)
     assert sum(computed) == 4
     assert load_store(tmp_path / "store").n_done == 4
+
+
+def test_an_sgd_run_stops_when_nobody_waits_for_it():
+    # A visitor who closed the tab left the server computing SGD for minutes: the dashboard now
+    # passes a should_stop callback checked between blocks of inputs.
+    from landscape.dynamics.sgd import SimulationStopped
+
+    config = RunConfig(K=2, M=2, t_max=100.0, eta2=False, init=InitSpec(d=50, seed=1))  # 5000 steps, 10 blocks
+    calls = []
+
+    def leave_after_three():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(SimulationStopped):
+        simulate_sgd(config, d=50, seed=0, should_stop=leave_after_three)
+    assert len(calls) == 4
+    # A callback that never fires changes nothing: the same run as without it, bit for bit.
+    quiet = simulate_sgd(config.replace(t_max=2.0), d=50, seed=0, should_stop=lambda: False)
+    plain = simulate_sgd(config.replace(t_max=2.0), d=50, seed=0)
+    assert np.array_equal(quiet.Q, plain.Q) and np.array_equal(quiet.t, plain.t)

@@ -161,8 +161,25 @@ def flow(config_json):
 _DATA_STREAM = 0x5D6
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+def _visitor_left():
+    """A callback: True once this page's visitor has closed the tab or the connection is gone."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return lambda: False
+    session_id, runtime = context.session_id, Runtime.instance()
+    return lambda: not runtime.is_active_session(session_id)
+
+
 def sgd(config_json, d, seed):
+    """Direct one-pass SGD (cached, :func:`_sgd`); stops early if the visitor leaves (nothing is cached then)."""
+    return _sgd(config_json, d, seed, _should_stop=_visitor_left())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sgd(config_json, d, seed, _should_stop=None):
     """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached).
 
     The start ``(Q0, R0, T)`` is embedded in ``d`` dimensions (any embedding will do: the
@@ -176,7 +193,7 @@ def sgd(config_json, d, seed):
     W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
     W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
     data = np.random.default_rng([int(seed), _DATA_STREAM])
-    return simulate_sgd(config, d=int(d), seed=data, weights=(W, W_teacher))
+    return simulate_sgd(config, d=int(d), seed=data, weights=(W, W_teacher), should_stop=_should_stop)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

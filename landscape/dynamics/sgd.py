@@ -14,7 +14,11 @@ from ..model.initialisation import initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["simulate_sgd", "sgd_cost", "MAX_SGD_STEPS", "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
+__all__ = ["simulate_sgd", "sgd_cost", "SimulationStopped", "MAX_SGD_STEPS", "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
+
+
+class SimulationStopped(RuntimeError):
+    """Raised by :func:`simulate_sgd` when its ``should_stop`` callback says so (nobody waits for the result)."""
 
 #: Largest number of SGD steps one call accepts (t_max * d); about a minute on one core.
 MAX_SGD_STEPS = 5_000_000
@@ -71,7 +75,7 @@ def _record_steps(total_steps, d, n_points):
     return np.unique(np.concatenate([[0], steps, [total_steps]]))
 
 
-def simulate_sgd(config, d, seed, n_points=200, weights=None):
+def simulate_sgd(config, d, seed, n_points=200, weights=None, should_stop=None):
     """Run one-pass SGD for ``config.t_max * d`` steps and record the overlaps.
 
     Parameters
@@ -87,6 +91,9 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
         Number of recorded times (log-spaced in steps).
     weights : tuple of ndarray, optional
         ``(W, W_teacher)`` of shapes (K, d) and (M, d) to start from instead of drawing them.
+    should_stop : callable, optional
+        Called between blocks of inputs (at most ~32 MB of work apart); True stops the run with
+        :class:`SimulationStopped` (e.g. the dashboard's visitor has left).
 
     Returns
     -------
@@ -99,6 +106,8 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
         If ``d`` is not a positive integer, the run would exceed ``MAX_SGD_STEPS`` steps,
         ``MAX_SGD_OPERATIONS`` operations or ``MAX_SGD_BYTES`` bytes (:func:`sgd_cost`), or
         ``weights`` have the wrong shapes.
+    SimulationStopped
+        When ``should_stop()`` returns True.
     """
     if not isinstance(config, RunConfig):
         raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -129,9 +138,11 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None):
             raise ValueError(
                 f"weights must have shapes ({config.K}, {d}) and ({config.M}, {d}), got {W.shape} and {W_teacher.shape}"
             )
+    if should_stop is not None and not callable(should_stop):
+        raise ValueError(f"should_stop must be callable, got {should_stop!r}")
     rng = _data_stream(seed)
     record = _record_steps(total_steps, d, n_points)
-    return _run(W, W_teacher, config, d, rng, record)
+    return _run(W, W_teacher, config, d, rng, record, should_stop)
 
 
 def _data_stream(seed):
@@ -143,7 +154,7 @@ def _data_stream(seed):
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0x5D6]))
 
 
-def _run(W, W_teacher, config, d, rng, record):
+def _run(W, W_teacher, config, d, rng, record, should_stop=None):
     T = W_teacher @ W_teacher.T
     step_size = config.lr / d
     noise_scale = np.sqrt(config.noise)
@@ -152,6 +163,8 @@ def _run(W, W_teacher, config, d, rng, record):
     status, step, next_record = FlowStatus.T_MAX, 0, 1
     with np.errstate(over="ignore", invalid="ignore"):
         while step < record[-1] and status is FlowStatus.T_MAX:
+            if should_stop is not None and should_stop():
+                raise SimulationStopped(f"SGD stopped at step {step} of {int(record[-1])}: nobody waits for it")
             batch = min(_chunk(d), int(record[-1] - step))
             inputs = rng.standard_normal((batch, d))
             labels = np.maximum(inputs @ W_teacher.T, 0.0).sum(axis=1)
