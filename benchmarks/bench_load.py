@@ -10,7 +10,7 @@ server's work is the same. Prints, as JSON and as a table:
 - the server's resident memory (RSS, with its child processes) before, at its peak and after;
 - the server's CPU seconds for the whole class against one visitor alone (a cold cache): close to
   one visitor's means shared results were computed once (``st.cache_data``), not N times;
-- the entries of the app's cached functions (``/_stcore/metrics``).
+- the bytes held by the app's cached functions (``/_stcore/metrics``): unchanged by the class.
 
 Bounded: every visitor gives up after ``--timeout`` seconds; the server is stopped at the end.
 Only 127.0.0.1 is contacted. Usage::
@@ -119,7 +119,11 @@ async def _class(port, link, visitors, timeout, sample):
 
 
 def _cache_entries(url):
-    """Entries of the app's st.cache_data functions, from Streamlit's metrics endpoint."""
+    """Bytes held by each of the app's st.cache_data functions, from Streamlit's metrics endpoint.
+
+    Unchanged after the class means no visitor added a result: they were all served the one
+    computed for the first visitor.
+    """
     try:
         with urllib.request.urlopen(f"{url}/_stcore/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -129,7 +133,7 @@ def _cache_entries(url):
     for line in text.splitlines():
         if line.startswith("cache_memory_bytes{") and 'cache_type="st_cache_data"' in line:
             name = line.split('cache="', 1)[1].split('"', 1)[0]
-            entries[name] = entries.get(name, 0) + 1
+            entries[name] = entries.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
     return entries
 
 
@@ -200,8 +204,8 @@ def main(argv=None):
         ("server memory (RSS): idle / after one / peak / after",
          f"{result['rss_idle_mb']:.0f} / {result['rss_after_one_mb']:.0f} / {result['rss_peak_mb']:.0f} / "
          f"{result['rss_after_mb']:.0f} MB"),
-        ("st.cache_data functions holding results: after one visitor / after the class",
-         f"{sum(result['cache_entries_after_one'].values())} / {sum(result['cache_entries_after_class'].values())}"),
+        ("st.cache_data bytes: after one visitor / after the class",
+         f"{sum(result['cache_entries_after_one'].values()):,} / {sum(result['cache_entries_after_class'].values()):,}"),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"| {'measurement'.ljust(width)} | result |\n| {'-' * width} | --- |")
