@@ -22,13 +22,14 @@ from landscape.dashboard import (
     check_query,
     config_from_settings,
     format_matrix,
+    link_from_share_string,
     parse_matrix,
     preset_values,
     query_string,
     resize_matrix_text,
     setting,
 )
-from views.common import STATE_KEY, DashboardState, widget
+from views.common import PRESENT_KEY, STATE_KEY, DashboardState, widget
 
 PAGES = {
     "flows": st.Page("views/flows.py", title="Flows", icon=":material/timeline:", url_path="flows", default=True),
@@ -49,26 +50,74 @@ def _caps():
     try:
         return DemoCaps.from_env(), ""
     except ValueError as error:
-        return DemoCaps(), f"Ignoring a demo-cap environment variable: {error}"
+        return DemoCaps(), f"Ignoring a demo-cap environment variable (default caps apply): {error}"
 
 
-def _check_link(page):
+def _check_link(page, caps):
     """Warn about invalid link parameters; text ones are reset on a rerun (Streamlit drops the others).
 
-    A link is read when a session opens a page for the first time; later the widgets own the URL.
+    In demo mode a value over a cap is replaced by the cap, with a warning. A link is read when a
+    session opens a page for the first time; later the widgets own the URL.
     """
     checked = st.session_state.setdefault("_link_checked", set())
     if page in checked:
         return
     checked.add(page)
+    shared = _open_shared_config()
     check = check_query(st.query_params.to_dict(), SIDEBAR_SETTINGS + PAGE_SETTINGS[page])
-    if check.success:
+    clamped, clamp_warnings = caps.clamp_link(check.values)
+    for key, value in clamped.items():
+        st.query_params[key] = str(value)
+    _forget_initial_params(clamped)
+    if check.success and not clamped and not shared:
         return
     shown = st.session_state.setdefault(_WARNINGS, [])
-    shown.extend(w for w in check.warnings if w not in shown)
+    shown.extend(w for w in shared + check.warnings + clamp_warnings if w not in shown)
+    for key in check.rejected:
+        # Out of the address bar: it must not keep a value we refused.
+        del st.query_params[key]
+    _forget_initial_params(check.rejected)
     texts = [key for key in check.rejected if setting(key).kind == "text"]
     if texts:
         st.session_state[_RESETS] = texts
+
+
+def _open_shared_config():
+    """``?config=<RunConfig.to_share_string()>``: replace it by the settings it holds; warnings if any.
+
+    The share string is what the Python API calls a link; the app now opens it. Parameters given
+    next to it are overridden by the config's settings.
+    """
+    text = st.query_params.get("config")
+    if text is None:
+        return ()
+    params, warnings = link_from_share_string(text)
+    del st.query_params["config"]
+    for key, value in params.items():
+        st.query_params[key] = value
+    _forget_initial_params({"config": None, **params})
+    return warnings
+
+
+def _forget_initial_params(keys):
+    """Stop Streamlit seeding widgets from refused link values (``keys``; a dict gives replacements).
+
+    A bound number_input parses the page's *initial* query string itself, before our check can
+    replace the value: ``?K=1e400`` raised OverflowError inside Streamlit (int(inf)). No public
+    API clears that snapshot, so this reaches into the session's query-params object; if a
+    Streamlit release moves it, the refused value is still out of the address bar and the
+    AppTest of such a link fails, pointing here.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    initial = getattr(getattr(getattr(getattr(context, "session_state", None), "_state", None), "query_params", None),
+                      "_initial_query_params", None)
+    if isinstance(initial, dict):
+        for key in keys:
+            initial.pop(key, None)
+            if isinstance(keys, dict) and keys[key] is not None:  # seeded with the replacement
+                initial[key] = [str(keys[key])]
 
 
 def _apply_resets():
@@ -111,8 +160,10 @@ def _matrix_editor(M):
         return
     labels = [str(i) for i in range(1, M + 1)]
     editor_key = f"T_editor_{abs(hash(format_matrix(base)))}"
+    # Narrow columns with two decimals: at M = 4 the default width cut the 4th column off the sidebar.
+    columns = {label: st.column_config.NumberColumn(label, format="%.2f", width=48 if M <= 5 else 40) for label in labels}
     grid.data_editor(pd.DataFrame(base, columns=labels, index=labels), key=editor_key, num_rows="fixed",
-                     on_change=_matrix_edited, args=(editor_key, base), width="stretch")
+                     on_change=_matrix_edited, args=(editor_key, base), width="stretch", column_config=columns)
     grid.caption("Edits are mirrored across the diagonal. T must be positive semi-definite.")
 
 
@@ -166,22 +217,44 @@ def _share(box, current, page):
         query = "&".join(q for q in (query_string(current.values), query_string(page_values, PAGE_SETTINGS[page])) if q)
         base = st.context.url or f"/{page}"
         st.code(base + (f"?{query}" if query else ""), language=None, wrap_lines=True)
-        st.caption("The address bar holds the same link: every setting is in it.")
+        st.caption("The address bar holds the same link: every setting is in it. Add &present=1 for a "
+                   "projector (no sidebar, larger text and figures).")
         if current.config is not None:
             st.download_button("config (JSON)", json.dumps(current.config.to_dict(), indent=2), file_name="config.json",
                                mime="application/json", icon=":material/download:", width="stretch")
-        caps = current.caps
-        st.caption(f"Demo caps: K, M ≤ {caps.max_K}; t_max ≤ {caps.max_t_max:g}; d ≤ {caps.max_d:g}; "
-                   f"starts ≤ {caps.max_starts}; SGD steps ≤ {caps.max_sgd_steps:g}.")
+        if current.caps.enabled:
+            st.caption(current.caps.summary())
+
+
+#: Presentation mode: no sidebar, larger text (figures are enlarged by views.common.chart).
+_PRESENTATION_CSS = """<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
+header[data-testid="stHeader"] {display: none !important;}
+.stApp, .stMarkdown p, .stCaption, [data-testid="stMetricValue"], .stDataFrame {font-size: 1.35rem !important;}
+h1 {font-size: 3rem !important;} h2, h3 {font-size: 2.1rem !important;}
+.block-container {padding-top: 1.5rem !important; max-width: 100% !important;}
+/* One figure per screen: side-by-side columns stack, each full width. */
+[data-testid="stHorizontalBlock"] {flex-direction: column !important;}
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {width: 100% !important; flex: 1 1 100% !important;}
+</style>"""
+
+
+def _presentation():
+    """``?present=1`` (by link): sidebar hidden, larger fonts and markers, figures one screen high."""
+    on = str(st.query_params.get("present", "")).strip().lower() in ("1", "true", "yes", "on")
+    st.session_state[PRESENT_KEY] = on
+    if on:
+        st.html(_PRESENTATION_CSS)
 
 
 def main():
     st.set_page_config(page_title="landscape", page_icon="⛰️", layout="wide")
+    _presentation()
     navigation = st.navigation(list(PAGES.values()))
     page = next((key for key, item in PAGES.items() if item is navigation), "flows")
     _apply_resets()
-    _check_link(page)
     caps, caps_problem = _caps()
+    _check_link(page, caps)
     values = _sidebar()
     if st.session_state.get(_RESETS):
         st.rerun()

@@ -137,6 +137,7 @@ def test_an_impossible_combination_is_one_error_line():
 
 
 def test_over_the_demo_cap_is_a_clear_message(monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
     monkeypatch.setenv("LANDSCAPE_MAX_K", "3")
     at = _app(FAST)
     assert not at.exception
@@ -152,7 +153,8 @@ def test_sgd_overlay_and_its_cap(monkeypatch):
     _assert_clean(at)
     loss, overlaps = _figures(at)[0], _figures(at)[1]
     assert [trace["name"] for trace in loss["data"]] == ["ODE (d → ∞)", "sgd (d = 50)"]
-    assert len(overlaps["data"]) == 2 * (4 + 3)
+    assert len(overlaps["data"]) == 2 * (4 + 3) + 2  # + the legend of the teachers' line patterns
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
     monkeypatch.setenv("LANDSCAPE_MAX_SGD_STEPS", "100")
     at = _app({**FAST, "K": "2", "M": "2", "sgd": "true", "sgd_d": "50"})
     assert any("SGD steps" in text and "cap" in text for text in _texts(at.error))
@@ -260,9 +262,13 @@ def test_a_catalogue_is_computed_on_demand_with_a_click():
 
 
 def test_starts_over_the_cap_is_a_clear_message(monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
     monkeypatch.setenv("LANDSCAPE_MAX_STARTS", "5")
     at = _app({"K": "2", "M": "2", "starts": "6"}, page="critical-points")
     assert not at.exception
+    # A link over the cap falls back to the cap with a warning; a value typed in is refused in one line.
+    assert any("starts=6 is over this demo's cap; using 5" in text for text in _texts(at.warning))
+    at.sidebar.number_input(key="starts").set_value(6).run()
     assert any("starts = 6 is over the hosted-demo cap of 5" in text for text in _texts(at.error))
 
 

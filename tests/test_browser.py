@@ -99,7 +99,7 @@ def browser():
 def _wait_finished(page, timeout=90.0):
     """Wait for the first render, then until the 'Running...' status widget has been gone for a second."""
     page.wait_for_selector('[data-testid="stSidebar"]', timeout=timeout * 1000)
-    page.wait_for_selector("h1", timeout=timeout * 1000)
+    page.locator("h1").last.wait_for(timeout=timeout * 1000)
     deadline, quiet_since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         running = page.locator('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]').count() > 0

@@ -192,19 +192,45 @@ def test_correlated_preset_plateaus_lower_but_specialises_later():
 
 
 def test_caps_from_environment_and_violations():
-    caps = DemoCaps.from_env({"LANDSCAPE_MAX_K": "8", "LANDSCAPE_MAX_T_MAX": "500.5"})
+    demo = {"LANDSCAPE_DEMO": "1"}
+    caps = DemoCaps.from_env({**demo, "LANDSCAPE_MAX_K": "8", "LANDSCAPE_MAX_T_MAX": "500.5"})
     assert caps.max_K == 8 and caps.max_t_max == 500.5 and caps.max_starts == DemoCaps().max_starts
     for bad in ("x", "0", "-3", "inf"):
         with pytest.raises(ValueError, match="LANDSCAPE_MAX_D"):
-            DemoCaps.from_env({"LANDSCAPE_MAX_D": bad})
+            DemoCaps.from_env({**demo, "LANDSCAPE_MAX_D": bad})
+    # Outside demo mode nothing is capped, whatever the LANDSCAPE_MAX_* variables say.
+    local = DemoCaps.from_env({"LANDSCAPE_MAX_K": "2", "LANDSCAPE_MAX_D": "x"})
+    assert not local.enabled and local.violations(RunConfig(K=20, M=20, t_max=1e9)) == ()
+    assert local.clamp_link({"K": 64}) == ({}, ())
     config = RunConfig(K=9, M=2, t_max=1000.0, init=InitSpec(d=3000))
     small = DemoCaps(max_K=8, max_starts=10, max_t_max=100.0, max_d=2000, max_sgd_steps=10_000)
     found = small.violations(config, starts=11, sgd_d=50)
-    assert len(found) == 5
+    assert len(found) == 5  # 1000 x 50 steps x 11 x 50 = 2.75e7 operations: within the work budget
     for words in ("K = 9", "t_max = 1000", "init d = 3000", "starts = 11", "SGD steps"):
         assert any(words in sentence for sentence in found), words
     assert all("LANDSCAPE_MAX_" in sentence for sentence in found)
     assert DemoCaps().violations(RunConfig(eta2=False), starts=10, sgd_d=100) == ()
+
+
+def test_the_sgd_work_budget_counts_steps_units_and_dimension():
+    # Counted by hand: t_max 0.5 at d = 1e6 is 5e5 steps, each (K + M) d = 8e6 multiply-adds.
+    caps = DemoCaps(max_sgd_steps=10**9, max_sgd_operations=4e12, max_d=10**7)
+    config = RunConfig(K=4, M=4, t_max=0.5)
+    assert caps.violations(config, sgd_d=1_000_000) == ()
+    tighter = DemoCaps(max_sgd_steps=10**9, max_sgd_operations=3.9e12, max_d=10**7)
+    (sentence,) = tighter.violations(config, sgd_d=1_000_000)
+    assert "4e+12" in sentence and "LANDSCAPE_MAX_SGD_OPERATIONS" in sentence
+    # Memory: 2K + M rows of d = 1e6 doubles and a block of 4 inputs: 128 MiB.
+    (sentence,) = DemoCaps(max_sgd_steps=10**9, max_sgd_operations=1e13, max_d=10**7,
+                           max_sgd_bytes=100 * 2**20).violations(config, sgd_d=1_000_000)
+    assert "memory" in sentence and "LANDSCAPE_MAX_SGD_BYTES" in sentence
+
+
+def test_a_link_over_a_cap_is_clamped_with_a_warning():
+    caps = DemoCaps(max_K=6, max_t_max=100.0)
+    changes, warnings = caps.clamp_link({"K": 20, "M": 3, "tmax": 1e9, "lr": 5.0})
+    assert changes == {"K": 6, "tmax": 100.0} and len(warnings) == 2
+    assert isinstance(changes["K"], int) and "LANDSCAPE_MAX_K" in warnings[0]
 
 
 def test_phase_path_of_known_overlaps():

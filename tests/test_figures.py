@@ -69,19 +69,26 @@ def test_loss_ticks_per_decade_only_for_wide_ranges():
     narrow = Trajectory(t=wide.t, Q=wide.Q, R=wide.R, T=wide.T, loss=np.linspace(0.2, 0.1, wide.t.size),
                         status=wide.status, message="", method="ode")
     assert loss_figure([wide]).layout.yaxis.dtick == 1
-    assert loss_figure([narrow]).layout.yaxis.dtick == "D2"
+    # dtick "D2" labelled 2s and 5s by one digit ("5, 2, 10^-1, 5, 2"): every tick is written out now.
+    axis = loss_figure([narrow]).layout.yaxis
+    assert list(axis.tickvals) == pytest.approx([0.1, 0.2]) and list(axis.ticktext) == ["0.1", "0.2"]
 
 
 def test_overlaps_figure_has_one_line_per_entry():
     run = _trajectory(K=3, M=2)
     figure = overlaps_figure(run)
-    assert len(figure.data) == 3 * 2 + 3 * 4 // 2
-    names = [trace.hovertemplate.split("<br>")[0] for trace in figure.data]
+    lines = [trace for trace in figure.data if trace.legendgroup != "teachers"]
+    assert len(lines) == 3 * 2 + 3 * 4 // 2
+    # R_km: colour = student, pattern = teacher (one colour per student hid which teacher a line was).
+    patterns = {trace.hovertemplate.split("<br>")[0]: trace.line.dash for trace in lines}
+    assert patterns["R[1,1]"] == patterns["R[3,1]"] != patterns["R[1,2]"] == patterns["R[3,2]"]
+    assert [t.name for t in figure.data if t.legendgroup == "teachers"] == ["teacher 1", "teacher 2"]
+    names = [trace.hovertemplate.split("<br>")[0] for trace in lines]
     assert "R[3,2]" in names and "Q[1,3]" in names and "Q[3,1]" not in names
-    r32 = figure.data[names.index("R[3,2]")]
+    r32 = lines[names.index("R[3,2]")]
     assert np.array_equal(r32.y, run.R[run.t > 0, 2, 1])
-    assert sum(trace.showlegend for trace in figure.data) == 3
-    assert len(overlaps_figure(run, overlay=_trajectory(method="sgd")).data) == 2 * len(figure.data)
+    assert sum(bool(trace.showlegend) for trace in lines) == 3
+    assert len(overlaps_figure(run, overlay=_trajectory(method="sgd")).data) == 2 * len(lines) + 2
     titles = _axis_titles(figure)
     assert titles["xaxis2"] == TIME_TITLE and titles["yaxis"] == "R_km" and titles["yaxis2"] == "Q_kl"
 
@@ -170,3 +177,37 @@ def test_family_and_reachability_figures():
     assert all(_axis_titles(figure).values())
     with pytest.raises(ValueError, match="shape"):
         reachability_figure(K, fractions[:, :2], fractions, fractions, ["global", "spurious"])
+
+
+def test_heatmap_colours_neither_saturate_nor_wash_out():
+    from landscape.dashboard.figures import colour_range
+
+    # Q_11 = 1.59 must be inside the scale (it saturated at +-1).
+    Q = np.array([[[1.59, 0.2], [0.2, 1.0]]] * 3)
+    R = np.full((3, 2, 2), 0.5)
+    assert colour_range(Q, R) == pytest.approx(1.59)
+    # A diverged run: its last frames reach 4e5; the scale stays at the ordinary frames' 1.2.
+    Q = np.stack([np.eye(2) * v for v in (1.0, 1.1, 1.2, 1.2, 4e5)])
+    assert colour_range(Q, np.zeros((5, 2, 2))) == pytest.approx(1.2)
+
+
+def test_a_single_family_equal_to_the_aggregate_stays_visible():
+    # "spurious (all families)" equal to its one family hid under it: the aggregate is a wide band
+    # below, the family a narrow line on top.
+    fractions = np.array([[0.8, 0.7], [0.2, 0.3], [0.2, 0.3]])
+    figure = reachability_figure([4, 5], fractions, fractions, fractions,
+                                 ["global minimum", "spurious (all families)", "1 teacher missed"])
+    aggregate, family = figure.data[1], figure.data[2]
+    assert aggregate.line.width > 2 * family.line.width and aggregate.opacity < 1 and family.opacity == 1
+    assert aggregate.marker.symbol != family.marker.symbol
+
+
+def test_presentation_enlarges_text_lines_and_markers_of_a_copy():
+    from landscape.dashboard.figures import presentation_figure
+
+    run = _trajectory(K=2, M=2)
+    figure = loss_figure([run])
+    big = presentation_figure(figure)
+    assert big.layout.font.size == 22 and big.layout.height >= 760
+    assert big.data[0].line.width == pytest.approx(1.8 * figure.data[0].line.width)
+    assert figure.layout.font.size is None  # the original is left as it was

@@ -95,7 +95,7 @@ def test_cli_catalogue_connect_and_map(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["map", "--catalogue", "missing.json"], "cannot read catalogue"),
-    (["map", "--catalogue", str(CATALOGUE), "--max-index", "0"], "--max-index must be"),
+    (["map", "--catalogue", str(CATALOGUE), "--max-index", "0"], "argument --max-index: must be a whole number"),
     (["catalogue", "--config", "c.json", "--starts", "3", "--connect-max-index", "3"], "need --connect"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, words, capsys):

@@ -146,7 +146,8 @@ def test_spec_round_trips_through_json(tmp_path):
         (_spec(grid={"M": [2, 3], "teacher": [{"kind": "block", "block_sizes": [1, 1]}]}), "grid point M=3"),
         (_spec(grid={"K": [2, 100]}), "grid point K=100 gives an invalid config: K must be between"),
         (_spec(grid={"lr": [-1]}), "grid point lr=-1"),
-        (_spec(grid={"teacher.rho": [0.1, 0.2]}), "give the same task"),
+        # An orthonormal teacher has no rho: refused by name (it used to be ignored, two equal tasks).
+        (_spec(grid={"teacher.rho": [0.1, 0.2]}), "teacher kind 'orthonormal' does not use ['rho']"),
         (_spec(grid=[{"K": [2]}, {"K": [2, 3]}]), "give the same task"),
         ({**_spec(), "grid": []}, "grid list is empty"),
         (_spec(grid={"seed": [1, 2]}), "'seed' is given both"),
@@ -191,7 +192,8 @@ def test_store_layout_and_records(client, tmp_path):
     run_sweep(_spec(), tmp_path / "store", client=client, function=flow_task)
     files = sorted(p.name for p in (tmp_path / "store").rglob("*"))
     spec = SweepSpec.from_dict(_spec())
-    assert files == sorted(["sweep.json", "records"] + [f"{t.key}.json" for t in spec.tasks])
+    # .lock and claims/ let two processes share the store (claims are removed when a run ends).
+    assert files == sorted(["sweep.json", "records", ".lock", "claims"] + [f"{t.key}.json" for t in spec.tasks])
     record = json.loads((tmp_path / "store" / "records" / f"{spec.tasks[0].key}.json").read_text())
     assert record["status"] == "done" and record["point"] == {"K": 2, "lr": 0.5}
     assert RunConfig.from_dict(record["config"]) == spec.tasks[0].config
@@ -381,8 +383,9 @@ def test_status_json_counts_done_failed_missing(client, tmp_path, capsys):
     assert code == 0 and err == ""
     assert {key: summary[key] for key in ("done", "failed", "missing")} == {"done": 0, "failed": 1, "missing": 1}
     assert summary["failures"][0]["reason"] == "invalid input: K = 3 refused on purpose"
+    # Without --json it printed text, against "every command prints JSON": now the same JSON.
     code, out, _ = _cli(capsys, "sweep", "--status", tmp_path / "store")
-    assert code == 0 and "0 done, 1 failed, 1 missing of 2 tasks" in out and "failed K=3" in out
+    assert code == 0 and json.loads(out) == summary and "0 done, 1 failed, 1 missing of 2 tasks" in summary["message"]
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,10 @@ import streamlit as st
 from landscape.catalogues.build import Catalogue, build_catalogue
 from landscape.model.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
-from landscape.critical_points.hessian import hessian_spectrum
-from landscape.dynamics.ode import compile_ode, run_flow
 from landscape.critical_points.fixed_points import unspecialised_fixed_point
+from landscape.critical_points.hessian import hessian_spectrum
+from landscape.dashboard.figures import presentation_figure
+from landscape.dynamics.ode import compile_ode, run_flow
 from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
@@ -72,8 +73,17 @@ def ready(current):
     return True
 
 
+#: Session key set by app.py when the link asks for presentation mode (``?present=1``).
+PRESENT_KEY = "_present"
+
+
 def chart(figure, key):
-    """Show a Plotly figure in the Streamlit theme; the toolbar's camera saves it as PNG or SVG (sidebar)."""
+    """Show a Plotly figure in the Streamlit theme; the toolbar's camera saves it as PNG or SVG (sidebar).
+
+    In presentation mode the figure is enlarged for a projector (:func:`presentation_figure`).
+    """
+    if st.session_state.get(PRESENT_KEY):
+        figure = presentation_figure(figure)
     image = st.session_state.get("img", "png")
     config = {"displaylogo": False, "toImageButtonOptions": {"format": image, "filename": key, "scale": 2}}
     st.plotly_chart(figure, key=key, theme="streamlit", config=config)
@@ -145,10 +155,28 @@ def flow(config_json):
     return run_flow(RunConfig.from_json(config_json))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+def _visitor_left():
+    """A callback: True once this page's visitor has closed the tab or the connection is gone."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return lambda: False
+    session_id, runtime = context.session_id, Runtime.instance()
+    return lambda: not runtime.is_active_session(session_id)
+
+
 def sgd(config_json, d, seed):
+    """Direct one-pass SGD (cached, :func:`_sgd`); stops early if the visitor leaves (nothing is cached then)."""
+    return _sgd(config_json, d, seed, _should_stop=_visitor_left())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sgd(config_json, d, seed, _should_stop=None):
     """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached)."""
-    return simulate_sgd_from_initial_overlaps(RunConfig.from_json(config_json), int(d), int(seed))
+    return simulate_sgd_from_initial_overlaps(RunConfig.from_json(config_json), int(d), int(seed),
+                                              should_stop=_should_stop)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -7,16 +7,20 @@ import streamlit as st
 from landscape.dashboard.figures import catalogue_figure, overlap_heatmaps_figure
 from views import common
 
+# Narrow numeric columns first and the family last, filling what is left: at 1400 px the whole table
+# fits (the family was cut, and basin count to |∇L| were off-screen). "row" is the number the links
+# and the "selected point (row)" widget use.
 COLUMNS = {
-    "kind": st.column_config.TextColumn("kind"),
-    "loss": st.column_config.NumberColumn("loss", format="%.3e", help="L = ½E[(f − f*)²]"),
-    "index": st.column_config.NumberColumn("index", help="Negative Hessian eigenvalues at this d, with multiplicity"),
-    "n_zero": st.column_config.NumberColumn("zero modes", help="Zero eigenvalues (rotations and flat directions)"),
-    "family": st.column_config.TextColumn("family", width="medium"),
-    "count": st.column_config.NumberColumn("basin count", help="Random starts that ended here"),
-    "orbit_size": st.column_config.NumberColumn("orbit size", help="Distinct copies under the symmetries"),
-    "min_eigenvalue": st.column_config.NumberColumn("λ_min", format="%.3e"),
-    "gradient_norm": st.column_config.NumberColumn("|∇L|", format="%.1e"),
+    "row": st.column_config.NumberColumn("row", width=40, help="Row number, as in 'selected point (row)' and the downloads"),
+    "kind": st.column_config.TextColumn("kind", width=72),
+    "loss": st.column_config.NumberColumn("loss", format="%.3e", width=82, help="L = ½E[(f − f*)²]"),
+    "index": st.column_config.NumberColumn("index", width=52, help="Negative Hessian eigenvalues at this d, with multiplicity"),
+    "n_zero": st.column_config.NumberColumn("zero", width=50, help="Zero modes: zero eigenvalues (rotations and flat directions)"),
+    "count": st.column_config.NumberColumn("basins", width=58, help="Basin count: random starts that ended here"),
+    "orbit_size": st.column_config.NumberColumn("orbit", width=52, help="Orbit size: distinct copies under the symmetries"),
+    "min_eigenvalue": st.column_config.NumberColumn("λ_min", format="%.2e", width=80, help="Smallest Hessian eigenvalue"),
+    "gradient_norm": st.column_config.NumberColumn("|∇L|", format="%.0e", width=62, help="Gradient norm"),
+    "family": st.column_config.TextColumn("family", width="large"),
 }
 
 
@@ -52,20 +56,28 @@ def main():
             st.warning(f"No critical point found: {catalogue.message}.")
         return
     frame = catalogue.to_frame()
-    left, right = st.columns([3, 2])
+    frame.insert(0, "row", range(len(frame)))
+    st.subheader("Catalogue")
+    table = st.container()
+    left, right = st.columns([2, 3])
     with left:
-        st.subheader("Catalogue")
-        st.dataframe(frame[list(COLUMNS)], column_config=COLUMNS, on_select=_select_row, selection_mode="single-row",
-                     key="table", height=min(420, 38 + 35 * len(frame)), width="stretch")
         st.caption("Click a column header to sort, a row to show its overlaps. Rows are numbered from 0 as in the downloads.")
-        number = min(common.page_widget("critical-points", "point"), len(frame) - 1)
+        number = common.page_widget("critical-points", "point")
+        if number >= len(frame):
+            # A link's row past the end used to show the last row silently.
+            st.warning(f"Row {number} does not exist (the catalogue has rows 0 to {len(frame) - 1}); showing row 0.")
+            number = 0
+        # The row chosen by a link (or the widget) is ticked in the table too.
+        table.dataframe(frame[list(COLUMNS)], column_config=COLUMNS, on_select=_select_row, hide_index=True,
+                        selection_mode="single-row", selection_default={"selection": {"rows": [number]}},
+                        key="table", height=min(420, 38 + 35 * len(frame)), width="stretch")
     with right:
         st.subheader("Loss against index")
         common.chart(catalogue_figure(frame, selected=number), key="scatter")
         st.caption("Marker area grows with the basin count (starts that ended there); ansatz saddles have count 0.")
     _details(catalogue.points[number], number, catalogue)
     left, right = st.columns(2)
-    left.download_button("catalogue (CSV)", frame.to_csv(index=False), file_name="catalogue.csv", mime="text/csv",
+    left.download_button("catalogue (CSV)", frame.drop(columns="row").to_csv(index=False), file_name="catalogue.csv", mime="text/csv",
                          icon=":material/download:", width="stretch")
     right.download_button("catalogue (JSON, with Q, R and spectra)", json.dumps(catalogue.to_dict()),
                           file_name="catalogue.json", mime="application/json", icon=":material/download:", width="stretch")

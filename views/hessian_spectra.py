@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from landscape.dashboard import setting
+from landscape.dashboard import parse_rows, setting
 from landscape.dashboard.figures import spectrum_figure
 from views import common
 
@@ -15,17 +15,10 @@ def _rows(text, count):
     Rows that do not exist are named in a warning, unless ``text`` is the default (which asks
     for "the first three", however many there are).
     """
-    quiet = text == setting("compare").default
-    wanted, ignored = [], []
-    for entry in str(text).replace(";", ",").split(","):
-        entry = entry.strip()
-        if entry.isdigit() and int(entry) < count:
-            wanted.append(int(entry))
-        elif entry:
-            ignored.append(entry)
-    if ignored and not quiet:
+    wanted, ignored = parse_rows(text, count)
+    if ignored and text != setting("compare").default:
         st.warning(f"Ignoring rows {', '.join(ignored)}: the catalogue has rows 0 to {count - 1}.")
-    return list(dict.fromkeys(wanted)) or list(range(min(3, count)))
+    return wanted or list(range(min(3, count)))
 
 
 def _summary(points, rows, spectra):

@@ -9,6 +9,7 @@ Running the same spec again computes only the tasks without a record.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .build import build_catalogue
+from .sweep_claims import TaskClaims
 from .sweep_spec import SweepSpec, task_label, whole_number
 from .sweep_store import (
     RECORDS_FOLDER,
@@ -143,6 +145,8 @@ class SweepResult:
     startup_seconds, compute_seconds : float
         Time to start or reach the Dask cluster, and from submission to the last record.
     run_id : str
+    claimed_elsewhere : int
+        Tasks left to another live ``landscape sweep`` process on the same store (it claimed them).
     """
 
     store: SweepStore
@@ -151,6 +155,7 @@ class SweepResult:
     startup_seconds: float
     compute_seconds: float
     run_id: str
+    claimed_elsewhere: int = 0
 
     @property
     def status(self):
@@ -174,7 +179,7 @@ class SweepResult:
                 "total": store.n_total, "computed": self.computed, "status": self.status.code,
                 "message": self.message, "store": str(store.path), "engine": self.engine,
                 "startup_seconds": self.startup_seconds, "compute_seconds": self.compute_seconds,
-                "run_id": self.run_id}
+                "run_id": self.run_id, "claimed_elsewhere": self.claimed_elsewhere}
 
 
 def default_workers():
@@ -308,13 +313,34 @@ def run_sweep(spec, store, *, workers=None, scheduler=None, client=None, functio
     # Longest first (by a rough cost model), so that no worker idles while the last long task runs.
     todo.sort(key=lambda task: task.starts * (task.config.K + task.config.M) ** 2, reverse=True)
     run_id = uuid.uuid4().hex
+    claims = TaskClaims(root, run_id)
+    try:
+        # A second process on the same store leaves the tasks the first one claimed to it.
+        todo, elsewhere = claims.claim(todo, lambda task: task.key not in existing and _has_record(root, task))
+        return _run_claimed(spec, root, todo, existing, run_id, len(elsewhere), function, workers, scheduler,
+                            client, retries, progress)
+    finally:
+        claims.release()
+
+
+def _has_record(root, task):
+    """True when a readable record of ``task`` appeared since the store was read (another run wrote it)."""
+    try:
+        data = json.loads((root / RECORDS_FOLDER / f"{task.key}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("key") == task.key and data.get("status") in ("done", "failed")
+
+
+def _run_claimed(spec, root, todo, existing, run_id, elsewhere, function, workers, scheduler, client, retries,
+                 progress):
     counts = {"done": 0, "failed": 0, "finished": 0}
     todo_keys = {task.key for task in todo}
     for task in spec.tasks:
         if task.key in existing and task.key not in todo_keys:
             counts["done" if existing[task.key]["status"] == "done" else "failed"] += 1
     if not todo:
-        return SweepResult(load_store(root), 0, "", 0.0, 0.0, run_id)
+        return SweepResult(load_store(root), 0, "", 0.0, 0.0, run_id, elsewhere)
     start = time.perf_counter()
     with _dask_client(client, scheduler, min(workers or default_workers(), len(todo))) as (dask_client, engine):
         submitted = time.perf_counter()
@@ -327,7 +353,8 @@ def run_sweep(spec, store, *, workers=None, scheduler=None, client=None, functio
 
         _compute(dask_client, todo, function, root, run_id, retries, on_record)
         finished = time.perf_counter()
-    return SweepResult(load_store(root), counts["finished"], engine, submitted - start, finished - submitted, run_id)
+    return SweepResult(load_store(root), counts["finished"], engine, submitted - start, finished - submitted, run_id,
+                       elsewhere)
 
 
 def _report(progress, counts, to_run, spec, since, engine, last):

@@ -107,7 +107,10 @@ def _parse_grid(grid, top_level):
             raise ValueError(f"{key!r} is given both at the top of the spec and in the grid; keep one")
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid {key!r} must be a non-empty list of values, got {values!r}")
-        texts = [canonical_json(value) for value in values]
+        try:
+            texts = [canonical_json(value) for value in values]
+        except ValueError:  # json refuses NaN and infinities (allow_nan=False): name the axis
+            raise ValueError(f"grid {key!r} holds NaN or an infinite number: {values!r}") from None
         if len(set(texts)) != len(texts):
             raise ValueError(f"grid {key!r} lists the same value twice: {values!r}")
         if key in TASK_KEYS:
@@ -297,6 +300,8 @@ def load_spec(path):
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"sweep spec {str(path)!r} is not valid JSON: {error}") from None
+    except RecursionError:  # the decoder recurses once per bracket
+        raise ValueError(f"sweep spec {str(path)!r} is nested too deeply to be a sweep spec") from None
     try:
         return SweepSpec.from_dict(data)
     except ValueError as error:

@@ -25,6 +25,7 @@ import numpy as np
 from .records import Catalogue, PointKind
 from ..model.config import RunConfig
 from .reachability import reachability, reachability_curve
+from .sweep_claims import store_lock
 from .sweep_spec import RECORD_FORMAT, SUB_SPECS, TASK_KEYS, SweepSpec, SweepTask, canonical_json
 
 __all__ = [
@@ -41,6 +42,8 @@ DEFAULT_STORE = Path(__file__).resolve().parents[2] / "assets" / "sweep_default"
 _SPEC_FILE = "sweep.json"
 RECORDS_FOLDER = "records"
 _STALE_TEMP_SECONDS = 3600.0
+#: What a store folder may hold before its sweep.json exists (the lock file, empty folders).
+_STORE_FILES = {".lock", RECORDS_FOLDER, "claims"}
 
 
 class TaskStatus(enum.Enum):
@@ -101,22 +104,26 @@ def _spec_difference(old, new):
 
 
 def open_store(path, spec):
-    """Create the store for ``spec`` or check that an existing one holds the same spec."""
-    root = Path(path)
-    if (root / _SPEC_FILE).exists():
-        stored = _read_store_spec(root)
-        # Same tasks = same spec: spellings that give the same configs (1 or 1.0) are equal.
-        if {task.key for task in stored.tasks} != {task.key for task in spec.tasks}:
-            raise ValueError(f"store {str(root)!r} holds a different sweep (the specs differ in: "
-                             f"{_spec_difference(stored, spec)}); use a new --store folder")
-    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise ValueError(f"{str(root)!r} exists and is not a sweep store (no {_SPEC_FILE}); "
-                         "give a new or empty folder")
-    else:
-        (root / RECORDS_FOLDER).mkdir(parents=True, exist_ok=True)
-        write_atomic(root / _SPEC_FILE, {"format": RECORD_FORMAT, "spec": spec.to_dict(),
-                                          "created": _now()})
-    (root / RECORDS_FOLDER).mkdir(exist_ok=True)
+    """Create the store for ``spec`` or check that an existing one holds the same spec.
+
+    Under the store's lock (:func:`~landscape.catalogues.sweep_claims.store_lock`): two processes
+    starting on one new folder used to race, the second seeing the first's ``records/`` before its
+    ``sweep.json`` and refusing the folder as "not a sweep store".
+    """
+    with store_lock(path) as root:
+        if (root / _SPEC_FILE).exists():
+            stored = _read_store_spec(root)
+            # Same tasks = same spec: spellings that give the same configs (1 or 1.0) are equal.
+            if {task.key for task in stored.tasks} != {task.key for task in spec.tasks}:
+                raise ValueError(f"store {str(root)!r} holds a different sweep (the specs differ in: "
+                                 f"{_spec_difference(stored, spec)}); use a new --store folder")
+        elif any(item.name not in _STORE_FILES for item in root.iterdir()) or any((root / RECORDS_FOLDER).glob("*.json")):
+            raise ValueError(f"{str(root)!r} exists and is not a sweep store (no {_SPEC_FILE}); "
+                             "give a new or empty folder")
+        else:
+            (root / RECORDS_FOLDER).mkdir(exist_ok=True)
+            write_atomic(root / _SPEC_FILE, {"format": RECORD_FORMAT, "spec": spec.to_dict(), "created": _now()})
+        (root / RECORDS_FOLDER).mkdir(exist_ok=True)
     return root
 
 

@@ -10,7 +10,8 @@ from ..model.loss import (
 )
 from ..dynamics.ode import run_flow
 from ..dynamics.sgd import simulate_sgd
-from .common import read_config, read_point
+from ..dynamics.ode import MAX_OUTPUT_POINTS
+from .common import bounded_float, bounded_int, read_config, read_point
 
 __all__ = ["register"]
 
@@ -37,16 +38,6 @@ def _simulate(args):
     return simulate_sgd(config, d=args.d, seed=args.seed, n_points=args.points).to_dict()
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a positive whole number, got {value}")
-    return value
-
-
 def register(subparsers):
     """Add the dynamics commands to the CLI."""
     loss = subparsers.add_parser(
@@ -62,8 +53,8 @@ def register(subparsers):
         description="Integrate the summary-statistics ODE of a run config; print t, loss, Q, R, status.",
     )
     flow.add_argument("--config", required=True, metavar="C.json", help="run config (see README)")
-    flow.add_argument("--tol", type=float, default=1e-8, help="convergence threshold on the speed (default 1e-8)")
-    flow.add_argument("--points", type=_positive_int, default=400, help="number of output times (default 400)")
+    flow.add_argument("--tol", type=bounded_float(0.0, 1.0), default=1e-8, help="convergence threshold on the speed (default 1e-8)")
+    flow.add_argument("--points", type=bounded_int(2, MAX_OUTPUT_POINTS), default=400, help="number of output times (default 400)")
     flow.set_defaults(handler=_flow)
 
     simulate = subparsers.add_parser(
@@ -71,7 +62,7 @@ def register(subparsers):
         description="Simulate one-pass SGD in input dimension D; print the same keys as 'flow'.",
     )
     simulate.add_argument("--config", required=True, metavar="C.json", help="run config (init kind 'random')")
-    simulate.add_argument("--d", type=_positive_int, required=True, help="input dimension")
-    simulate.add_argument("--seed", type=int, default=0, help="seed of the data stream (default 0)")
-    simulate.add_argument("--points", type=_positive_int, default=200, help="number of recorded times (default 200)")
+    simulate.add_argument("--d", type=bounded_int(1, 10_000_000), required=True, help="input dimension")
+    simulate.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0, help="seed of the data stream (default 0)")
+    simulate.add_argument("--points", type=bounded_int(2, 100_000), default=200, help="number of recorded times (default 200)")
     simulate.set_defaults(handler=_simulate)

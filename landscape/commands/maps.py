@@ -6,16 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from .common import read_json
+from .common import bounded_int, read_json
 
 __all__ = ["register"]
-
-
-def _whole(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
 
 
 def _map(args):
@@ -23,8 +16,6 @@ def _map(args):
     from ..catalogues.disconnectivity import disconnectivity_tree
     from ..catalogues.records import Catalogue
 
-    if args.max_index is not None and args.max_index < 1:
-        raise ValueError(f"--max-index must be a whole number >= 1, got {args.max_index}")
     data = read_json(args.catalogue, "catalogue")
     if isinstance(data, dict) and "connections" in data:
         connected = ConnectedCatalogue.from_dict(data)
@@ -50,7 +41,7 @@ def register(subparsers):
         "(landscape catalogue ... --connect) is connected first.",
     )
     parser.add_argument("--catalogue", required=True, metavar="CAT.json", help="catalogue JSON (from landscape catalogue)")
-    parser.add_argument("--max-index", type=_whole, metavar="N",
+    parser.add_argument("--max-index", type=bounded_int(1, 64), metavar="N",
                         help="join minima only through saddles of index <= N (1: transition states; default: all)")
     parser.add_argument("--out", metavar="FILE", help="also save the tree as JSON")
     parser.add_argument("--quiet", action="store_true", help="no notes on stderr")

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import read_config, read_point
+from .common import bounded_int, read_config, read_point
 
 __all__ = ["register"]
 
@@ -51,13 +51,6 @@ def _catalogue(args):
     return result.to_dict()
 
 
-def _whole(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
-
-
 def register(subparsers):
     """Add the critical-point commands to the CLI."""
     hessian = subparsers.add_parser(
@@ -66,7 +59,7 @@ def register(subparsers):
         "index, zero modes and smallest eigenvalue of the d-dimensional loss at a point.",
     )
     hessian.add_argument("--point", required=True, metavar="P.json", help="overlaps {Q, R, T} or weights {W, W_teacher}")
-    hessian.add_argument("--d", type=_whole, required=True, help="input dimension (at least the rank of the point)")
+    hessian.add_argument("--d", type=bounded_int(1, 10**15), required=True, help="input dimension (at least the rank of the point)")
     hessian.set_defaults(handler=_hessian)
 
     catalogue = subparsers.add_parser(
@@ -75,8 +68,8 @@ def register(subparsers):
         "method, look for saddles, and print the distinct critical points with their spectra and basin counts.",
     )
     catalogue.add_argument("--config", required=True, metavar="C.json", help="run config (K, M, teacher, lr, init scale)")
-    catalogue.add_argument("--starts", type=_whole, required=True, help="number of random starts")
-    catalogue.add_argument("--seed", type=_whole, default=0, help="seed of the starts (default 0)")
+    catalogue.add_argument("--starts", type=bounded_int(1, 20_000), required=True, help="number of random starts")
+    catalogue.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0, help="seed of the starts (default 0)")
     catalogue.add_argument(
         "--regime", choices=("gradient_flow", "finite_lr"), default="gradient_flow",
         help="critical points of L (lr -> 0, default) or fixed points of the full ODE at the config's lr",
@@ -87,9 +80,9 @@ def register(subparsers):
         help="also follow both descent paths out of every saddle (index 1, and up to --connect-max-index) and add "
         "'connections': saddle, ends, barriers, loss along each path (indices into points)",
     )
-    catalogue.add_argument("--connect-max-index", type=_whole, metavar="N",
+    catalogue.add_argument("--connect-max-index", type=bounded_int(1, 64), metavar="N",
                            help="with --connect: also follow every unstable direction of saddles of index 2..N (default 2)")
-    catalogue.add_argument("--climb", type=_whole, default=0, metavar="N",
+    catalogue.add_argument("--climb", type=bounded_int(0, 1000), default=0, metavar="N",
                            help="with --connect: first climb from every minimum up its N softest Hessian modes "
                            "(eigenvector-following) to the index-1 saddles around it, and add them (default 0)")
     catalogue.add_argument("--quiet", action="store_true", help="no progress on stderr")

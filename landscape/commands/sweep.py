@@ -61,13 +61,8 @@ def _status(args):
     failures = [{"key": r.task.key, "point": r.task.point, "reason": r.reason} for r in store.records if not r.success]
     summary = {"done": store.n_done, "failed": store.n_failed, "missing": store.n_missing, "total": store.n_total,
                "status": store.status.code, "message": store.message, "failures": failures}
-    if args.json:
-        return summary
-    print(f"{store.path}: {store.message}")
-    for failure in failures:
-        label = ", ".join(f"{key}={value}" for key, value in failure["point"].items())
-        print(f"  failed {label}: {failure['reason']}")
-    return None
+    # JSON always, like every command (it used to print text unless --json was given).
+    return summary
 
 
 def _dry_run(spec, store_path):
@@ -85,7 +80,7 @@ def _sweep(args):
             raise ValueError("--status DIR reports on a store; do not combine it with --spec, --default-spec or --store")
         return _status(args)
     if args.json:
-        raise ValueError("--json goes with --status DIR (a sweep always prints JSON)")
+        raise ValueError("--json goes with --status DIR (every command prints JSON; the flag is kept for old scripts)")
     if args.store is None:
         raise ValueError("--store DIR is required (the folder that holds the results)")
     if args.spec and args.default_spec:
@@ -135,5 +130,5 @@ def register(subparsers):
     parser.add_argument("--dry-run", action="store_true", help="list the tasks and their status, compute nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--status", metavar="DIR", help="summarise a store: done, failed, missing")
-    parser.add_argument("--json", action="store_true", help="with --status: print JSON")
+    parser.add_argument("--json", action="store_true", help="with --status: accepted for old scripts (the status is always JSON)")
     parser.set_defaults(handler=_sweep)

@@ -251,9 +251,16 @@ def _embedding(Q, R, T, W, W_teacher, rank_tol):
     return embed_overlaps(Q, R, T, rtol=rank_tol), teacher_rank
 
 
+#: Largest input dimension of a spectrum: multiplicities d - r are 64-bit integers, and beyond 2^53
+#: they are no longer exact as floats.
+MAX_DIMENSION = 10**15
+
+
 def _check_dimension(d, rank):
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
         raise ValueError(f"d must be a whole number, got {d!r}")
+    if d > MAX_DIMENSION:
+        raise ValueError(f"d = {d} is more than the largest input dimension allowed, {MAX_DIMENSION:.0e}")
     if d < rank:
         raise ValueError(
             f"d = {d} is smaller than the rank r = {rank} of the point (the span of all units); "

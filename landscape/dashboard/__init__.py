@@ -15,13 +15,14 @@ and block sizes as text), :mod:`.configs` (settings <-> configs, share links), :
 
 from .caps import DemoCaps
 from .catalogues import MAX_SERIES, catalogue_key, leaf_counts, series_configs
-from .configs import config_from_settings, query_string, settings_from_config
+from .configs import config_from_settings, link_from_share_string, query_string, settings_from_config
 from .matrices import (
     apply_symmetric_edits,
     default_block_sizes,
     format_matrix,
     parse_block_sizes,
     parse_matrix,
+    parse_rows,
     resize_matrix_text,
 )
 from .phase import PhasePath, phase_path, phase_point
@@ -51,6 +52,7 @@ __all__ = [
     "QueryCheck",
     "check_query",
     "parse_matrix",
+    "parse_rows",
     "format_matrix",
     "parse_block_sizes",
     "default_block_sizes",
@@ -59,6 +61,7 @@ __all__ = [
     "config_from_settings",
     "settings_from_config",
     "query_string",
+    "link_from_share_string",
     "Preset",
     "PRESETS",
     "preset_values",

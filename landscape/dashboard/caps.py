@@ -1,4 +1,10 @@
-"""Caps on the work one interactive request may ask for on a hosted demo (:class:`DemoCaps`)."""
+"""Caps on the work one interactive request may ask for on a hosted demo (:class:`DemoCaps`).
+
+Caps apply in demo mode only (``LANDSCAPE_DEMO=1``); running locally, a lecturer may ask for
+``K = 20`` or ``t_max = 1e9``. In demo mode a link value over a cap falls back to the cap with a
+warning (:meth:`DemoCaps.clamp_link`), and every request has a budget in operations and bytes
+(the SGD overlay's cost is ``steps x (K + M) x d``, :func:`~landscape.dynamics.sgd.sgd_cost`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,13 @@ import math
 import os
 from dataclasses import dataclass, fields
 
-__all__ = ["DemoCaps"]
+from ..dynamics.sgd import sgd_cost
+
+__all__ = ["DemoCaps", "DEMO_VARIABLE"]
+
+#: The environment variable that turns demo mode on (``1``, ``true``, ``yes`` or ``on``).
+DEMO_VARIABLE = "LANDSCAPE_DEMO"
+_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,13 @@ class DemoCaps:
         Input dimension of a random start or an SGD simulation (``LANDSCAPE_MAX_D``).
     max_sgd_steps : int
         Steps of one SGD simulation, ``t_max * d`` (``LANDSCAPE_MAX_SGD_STEPS``).
+    max_sgd_operations : float
+        Work of one SGD simulation, ``steps x (K + M) x d`` multiply-adds
+        (``LANDSCAPE_MAX_SGD_OPERATIONS``; 2e9 is about 20 s on one core).
+    max_sgd_bytes : float
+        Memory of one SGD simulation: weights and a block of inputs (``LANDSCAPE_MAX_SGD_BYTES``).
+    enabled : bool
+        False outside demo mode: nothing is capped.
     """
 
     max_K: int = 16
@@ -32,6 +51,9 @@ class DemoCaps:
     max_t_max: float = 20_000.0
     max_d: int = 1_000_000
     max_sgd_steps: int = 500_000
+    max_sgd_operations: float = 2e9
+    max_sgd_bytes: float = 256 * 2**20
+    enabled: bool = True
 
     _ENV = {
         "max_K": "LANDSCAPE_MAX_K",
@@ -39,17 +61,26 @@ class DemoCaps:
         "max_t_max": "LANDSCAPE_MAX_T_MAX",
         "max_d": "LANDSCAPE_MAX_D",
         "max_sgd_steps": "LANDSCAPE_MAX_SGD_STEPS",
+        "max_sgd_operations": "LANDSCAPE_MAX_SGD_OPERATIONS",
+        "max_sgd_bytes": "LANDSCAPE_MAX_SGD_BYTES",
     }
+    #: Link parameters bounded by a cap, and the cap that bounds each.
+    _LINK_CAPS = {"K": "max_K", "M": "max_K", "tmax": "max_t_max", "d": "max_d", "starts": "max_starts",
+                  "sgd_d": "max_d"}
 
     def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be true or false, got {self.enabled!r}")
         for item in fields(self):
+            if item.name == "enabled":
+                continue
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"cap {item.name} must be a positive number, got {value!r}")
 
     @classmethod
-    def from_env(cls, environ=None):
-        """Caps from environment variables (unset ones keep their defaults).
+    def from_env(cls, environ=None) -> "DemoCaps":
+        """Caps from environment variables: none unless ``LANDSCAPE_DEMO=1`` (then unset ones keep their defaults).
 
         Parameters
         ----------
@@ -59,9 +90,11 @@ class DemoCaps:
         Raises
         ------
         ValueError
-            Naming the variable, if one is set but is not a positive number.
+            Naming the variable, if one is set but is not a positive number (demo mode only).
         """
         environ = os.environ if environ is None else environ
+        if environ.get(DEMO_VARIABLE, "").strip().lower() not in _TRUE:
+            return cls(enabled=False)
         changes = {}
         for name, variable in cls._ENV.items():
             if variable not in environ:
@@ -73,8 +106,43 @@ class DemoCaps:
                 raise ValueError(f"{variable}={text!r} is not a number") from None
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{variable}={text!r} must be a positive number")
-            changes[name] = value if name == "max_t_max" else int(value)
+            changes[name] = value if name in ("max_t_max", "max_sgd_operations", "max_sgd_bytes") else int(value)
         return cls(**changes)
+
+    def clamp_link(self, values: dict) -> tuple[dict, tuple]:
+        """Link values over a cap, replaced by the cap (demo mode only).
+
+        Parameters
+        ----------
+        values : dict
+            Parsed link parameters by key (:attr:`QueryCheck.values`).
+
+        Returns
+        -------
+        changes : dict
+            ``{key: cap}`` for every value over its cap.
+        warnings : tuple of str
+            One sentence per change.
+        """
+        if not self.enabled:
+            return {}, ()
+        changes, warnings = {}, []
+        for key, cap_name in self._LINK_CAPS.items():
+            value = values.get(key)
+            cap = getattr(self, cap_name)
+            if value is not None and value > cap:
+                changes[key] = type(value)(cap)
+                warnings.append(f"Link parameter {key}={value:g} is over this demo's cap; using {cap:g} "
+                                f"(the server sets it with {self._ENV[cap_name]}).")
+        return changes, tuple(warnings)
+
+    def summary(self) -> str:
+        """The caps in one sentence (empty outside demo mode)."""
+        if not self.enabled:
+            return ""
+        return (f"Demo caps: K, M ≤ {self.max_K}; t_max ≤ {self.max_t_max:g}; d ≤ {self.max_d:g}; "
+                f"starts ≤ {self.max_starts}; SGD ≤ {self.max_sgd_steps:g} steps, "
+                f"{self.max_sgd_operations:.3g} operations, {self.max_sgd_bytes / 2**20:.0f} MB.")
 
     def _over(self, what, value, cap, field_name):
         return (
@@ -97,7 +165,10 @@ class DemoCaps:
         Returns
         -------
         tuple of str
+            Always empty outside demo mode.
         """
+        if not self.enabled:
+            return ()
         found = []
         if config is not None:
             for what, value in (("K", config.K), ("M", config.M)):
@@ -114,4 +185,13 @@ class DemoCaps:
                 found.append(self._over("SGD d", sgd_d, self.max_d, "max_d"))
             if config is not None and config.t_max * sgd_d > self.max_sgd_steps:
                 found.append(self._over("SGD steps t_max * d", config.t_max * sgd_d, self.max_sgd_steps, "max_sgd_steps"))
+            if config is not None:
+                # The cost is steps x (K + M) x d: capping steps and d apart let d = 1e6 ask for hours.
+                steps = int(min(config.t_max * sgd_d, 1e18))
+                operations, memory = sgd_cost(config.K, config.M, int(sgd_d), steps)
+                if operations > self.max_sgd_operations:
+                    found.append(self._over("SGD work steps x (K + M) x d", operations, self.max_sgd_operations,
+                                            "max_sgd_operations"))
+                if memory > self.max_sgd_bytes:
+                    found.append(self._over("SGD memory (bytes)", memory, self.max_sgd_bytes, "max_sgd_bytes"))
         return tuple(found)

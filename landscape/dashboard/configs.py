@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
 from ..model.config import InitSpec, RunConfig, TeacherSpec
 from .matrices import default_block_sizes, format_matrix, parse_block_sizes, parse_matrix
-from .settings import SIDEBAR_SETTINGS, TEACHER_CHOICES, default_values
+from .settings import SIDEBAR_SETTINGS, TEACHER_CHOICES, check_query, default_values
 
-__all__ = ["config_from_settings", "settings_from_config", "query_string"]
+__all__ = ["config_from_settings", "settings_from_config", "query_string", "link_from_share_string"]
 
 
 def _teacher(values):
@@ -68,6 +68,8 @@ def settings_from_config(config):
     """
     if config.init.kind != "random":
         raise ValueError("the dashboard only describes random initialisations (init kind 'random')")
+    if config.teacher.kind == "equicorrelated" and config.teacher.norm != 1.0:
+        raise ValueError(f"the dashboard's equicorrelated teacher has unit norm; this one has norm {config.teacher.norm:g}")
     values = default_values()
     teacher = config.teacher
     values.update(
@@ -115,3 +117,28 @@ def query_string(values, settings=SIDEBAR_SETTINGS):
         if item.key in values and values[item.key] != item.default
     ]
     return urlencode(pairs)
+
+
+def link_from_share_string(text: str) -> tuple[dict, tuple]:
+    """Link parameters that open the config of a share string (``?config=<RunConfig.to_share_string()>``).
+
+    Parameters
+    ----------
+    text : str
+        A share string (``v1.`` followed by the packed config).
+
+    Returns
+    -------
+    params : dict of str to str
+        Query parameters of the sidebar settings that differ from their defaults and are valid.
+    warnings : tuple of str
+        One sentence if the string does not open (then ``params`` is empty), or one per setting
+        out of the dashboard's range (that setting keeps its default).
+    """
+    try:
+        values = settings_from_config(RunConfig.from_share_string(text))
+    except ValueError as error:
+        return {}, (f"Link parameter config does not open a run ({error}); using the other parameters.",)
+    params = dict(parse_qsl(query_string(values), keep_blank_values=True))
+    check = check_query(params)
+    return {key: params[key] for key in check.values}, check.warnings

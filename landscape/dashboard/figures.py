@@ -27,6 +27,9 @@ __all__ = [
     "spectrum_figure",
     "family_figure",
     "reachability_figure",
+    "log_ticks",
+    "colour_range",
+    "presentation_figure",
 ]
 
 #: Qualitative colours that keep their contrast on white and on near-black backgrounds.
@@ -96,17 +99,44 @@ def loss_figure(trajectories, labels=None):
             hovertemplate="t = %{x:.4g}<br>L = %{y:.3e}<extra>" + label + "</extra>",
         ))
     figure.update_xaxes(type="log", title_text=TIME_TITLE, exponentformat="power")
-    figure.update_yaxes(type="log", title_text=LOSS_TITLE, exponentformat="power", dtick=_log_dtick(runs))
+    figure.update_yaxes(type="log", title_text=LOSS_TITLE, exponentformat="power", **_log_ticks(runs))
     figure.update_layout(margin=_MARGIN, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), height=420)
     return figure
 
 
-def _log_dtick(runs):
-    """One label per decade when the loss spans several, else labels at 1, 2 and 5 (never every digit)."""
-    values = np.concatenate([np.asarray(run.loss)[_drawable(run.loss)] for run in runs])
+def log_ticks(values) -> dict:
+    """Tick settings of a log axis over ``values``: one label per decade, or full numbers at 1, 2, 5.
+
+    Plotly's ``dtick="D2"`` labels the 2s and 5s by their leading digit only, so a short range read
+    "5, 2, 10^-1, 5, 2" on a projector; within three decades every tick is written out in full.
+
+    Parameters
+    ----------
+    values : array_like
+        The positive values the axis shows (others are ignored).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of ``update_yaxes`` / ``update_xaxes``.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
     if values.size == 0 or np.log10(values.max() / values.min()) >= 3:
-        return 1
-    return "D2"
+        return {"dtick": 1}
+    low, high = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
+    ticks = [m * 10.0**e for e in np.arange(low, high + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if values.min() / 1.5 <= t <= values.max() * 1.5]
+    return {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
+
+
+def _log_ticks(runs):
+    return log_ticks(np.concatenate([np.asarray(run.loss, dtype=float) for run in runs]))
+
+
+#: Line patterns of the teacher units in the R_km panel (colour is the student): with colour alone,
+#: the M lines of one student could not be told apart.
+_TEACHER_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
 def _entry_traces(run, matrix, name, row, upper_only, dash, showlegend):
@@ -117,10 +147,12 @@ def _entry_traces(run, matrix, name, row, upper_only, dash, showlegend):
     for k in range(K):
         for m in range(k if upper_only else 0, columns):
             label = f"{name}[{k + 1},{m + 1}]"
+            # R: the pattern says the teacher (the overlay keeps dots to say "SGD").
+            pattern = _TEACHER_DASHES[m % len(_TEACHER_DASHES)] if (name == "R" and dash == "solid") else dash
             traces.append((row, go.Scatter(
                 x=run.t[keep], y=values[keep, k, m], mode="lines", name=f"student {k + 1}",
                 legendgroup=f"student {k + 1}", showlegend=showlegend and m == (k if upper_only else 0),
-                line=dict(color=_colour(k), width=1.8 if (upper_only and m == k) else 1.3, dash=dash),
+                line=dict(color=_colour(k), width=1.8 if (upper_only and m == k) else 1.5, dash=pattern),
                 hovertemplate=f"{label}<br>t = %{{x:.4g}}<br>value = %{{y:.4f}}<extra>{run.method}</extra>",
             )))
     return traces
@@ -148,6 +180,11 @@ def overlaps_figure(trajectory, overlay=None):
             continue
         for row, trace in _entry_traces(run, run.R, "R", 1, False, dash, legend) + _entry_traces(run, run.Q, "Q", 2, True, dash, False):
             figure.add_trace(trace, row=row, col=1)
+    M = np.asarray(trajectory.R).shape[2]
+    for m in range(min(M, len(_TEACHER_DASHES))):  # legend of the patterns: which line is which teacher
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"teacher {m + 1}", legendgroup="teachers",
+                                    legendgrouptitle_text="R_km: teacher m" if m == 0 else None,
+                                    line=dict(color="#9ca3af", dash=_TEACHER_DASHES[m], width=2)), row=1, col=1)
     figure.update_xaxes(type="log", exponentformat="power")
     figure.update_xaxes(title_text=TIME_TITLE, row=2, col=1)
     figure.update_yaxes(title_text="R_km", row=1, col=1)
@@ -193,6 +230,30 @@ def _heatmap_layout(figure, K, M, colour_max, bottom):
     figure.update_xaxes(title_text="teacher unit m", dtick=1, row=1, col=2)
 
 
+def colour_range(Q, R) -> float:
+    """Half-width of the symmetric colour scale of overlap heatmaps.
+
+    The largest ``|entry|`` over the snapshots that have not blown up: a diverged run (entries of
+    1e5 in its last snapshots) used to stretch the colour bar to +-400k and wash out every earlier
+    frame; its blown-up frames saturate instead. Never below 1 (the teacher's scale), never below
+    the largest entry of an ordinary run (``Q = 1.59`` must not saturate).
+
+    Parameters
+    ----------
+    Q : ndarray, shape (n, K, K)
+    R : ndarray, shape (n, K, M)
+
+    Returns
+    -------
+    float
+    """
+    frames = np.maximum(np.nan_to_num(np.abs(Q), nan=0.0, posinf=0.0).reshape(len(Q), -1).max(axis=1),
+                        np.nan_to_num(np.abs(R), nan=0.0, posinf=0.0).reshape(len(R), -1).max(axis=1))
+    typical = max(float(np.median(frames)), 1e-12)
+    ordinary = frames[frames <= 100.0 * typical]
+    return float(max(ordinary.max() if ordinary.size else typical, 1e-12))
+
+
 def overlap_heatmaps_figure(Q, R, times=None, n_frames=30):
     """Heatmaps of ``Q`` and ``R`` side by side, with a time slider and a play button.
 
@@ -225,7 +286,7 @@ def overlap_heatmaps_figure(Q, R, times=None, n_frames=30):
         raise ValueError("times must give one time per snapshot of Q and R")
     K, M = R.shape[1:]
     show_text = max(K, M) <= 6
-    colour_max = float(max(np.abs(Q).max(), np.abs(R).max(), 1e-12))
+    colour_max = colour_range(Q, R)
     figure = make_subplots(rows=1, cols=2, column_widths=[K, M], horizontal_spacing=0.1,
                            subplot_titles=("Q (student-student)", "R (student-teacher)"))
     figure.add_trace(_heatmap(Q[-1], show_text), row=1, col=1)
@@ -382,7 +443,9 @@ def catalogue_figure(frame, selected=None):
         figure.add_trace(go.Scatter(x=[row["index"] + 1], y=[row["loss"]], mode="markers", name=f"selected (row {selected})",
                                     marker=dict(symbol="circle-open", size=30, color="#ef4444", line=dict(width=3)), hoverinfo="skip"))
     top = float(frame["loss"].max()) if len(frame) else 1.0
-    figure.update_xaxes(title_text="Hessian index + 1 (log scale)", type="log")
+    # Written-out ticks: Plotly's default labelled the 2s and 5s of each decade by one digit.
+    figure.update_xaxes(title_text="Hessian index + 1 (log scale)", type="log",
+                        **log_ticks(frame["index"].to_numpy(dtype=float) + 1))
     figure.update_yaxes(title_text=LOSS_TITLE, range=[-0.06 * top, 1.1 * top])
     figure.update_layout(margin=_MARGIN, height=430, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return figure
@@ -505,10 +568,14 @@ def reachability_figure(K, fractions, lower, upper, names, x_title="student unit
         raise ValueError(f"fractions, lower and upper must have shape ({len(names)}, {K.size})")
     figure = go.Figure()
     for number, name in enumerate(names):
+        aggregate = "all" in name
         figure.add_trace(go.Scatter(
             x=K, y=fractions[number], mode="lines+markers", name=name,
-            # An aggregate ("... all families") is dashed, so a single family drawn on top of it stays visible.
-            line=dict(color=_colour(number), width=2, dash="dash" if "all" in name else "solid"),
+            # An aggregate ("... all families") is a wide translucent band with square markers: a single
+            # family equal to it is drawn on top and both stay visible (a dashed line hid under it).
+            line=dict(color=_colour(number), width=9 if aggregate else 2.5),
+            marker=dict(symbol="square" if aggregate else "circle", size=13 if aggregate else 8),
+            opacity=0.45 if aggregate else 1.0,
             error_y=dict(type="data", symmetric=False, array=upper[number] - fractions[number],
                          arrayminus=fractions[number] - lower[number], thickness=1.5, width=5),
             hovertemplate="width %{x}<br>fraction %{y:.3f}<extra>" + name + "</extra>",
@@ -517,3 +584,42 @@ def reachability_figure(K, fractions, lower, upper, names, x_title="student unit
     figure.update_yaxes(title_text="fraction of random starts", range=[-0.02, 1.02])
     figure.update_layout(margin=_MARGIN, height=420, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return figure
+
+
+#: Presentation mode (``?present=1``): sizes for a projector seen from the back of a room.
+PRESENTATION_FONT = 22
+PRESENTATION_HEIGHT = 760
+
+
+def presentation_figure(figure: go.Figure) -> go.Figure:
+    """The same figure for a projector: larger fonts, thicker lines, larger markers, one screen high.
+
+    Parameters
+    ----------
+    figure : plotly.graph_objects.Figure
+        Left unchanged (a copy is returned).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    big = go.Figure(figure)
+    big.update_layout(font=dict(size=PRESENTATION_FONT), height=max(PRESENTATION_HEIGHT, big.layout.height or 0),
+                      hoverlabel=dict(font_size=PRESENTATION_FONT), legend=dict(font_size=PRESENTATION_FONT))
+    # Per axis too: Streamlit's theme sets the tick and title fonts, which a layout font does not reach.
+    axis_fonts = dict(tickfont_size=PRESENTATION_FONT - 2, title_font_size=PRESENTATION_FONT)
+    big.update_xaxes(**axis_fonts)
+    big.update_yaxes(**axis_fonts)
+    for trace in big.data:
+        line, marker = getattr(trace, "line", None), getattr(trace, "marker", None)
+        if line is not None and line.width is not None:
+            line.width = 1.8 * line.width
+        if marker is not None and trace.type == "scatter":
+            size = marker.size
+            if size is not None:
+                marker.size = [1.6 * s for s in size] if isinstance(size, (list, tuple, np.ndarray)) else 1.6 * size
+            else:
+                marker.size = 12
+    for annotation in big.layout.annotations or ():
+        annotation.font.size = PRESENTATION_FONT  # subplot titles
+    return big

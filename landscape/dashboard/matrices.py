@@ -128,3 +128,42 @@ def apply_symmetric_edits(matrix, edited_rows):
                 raise ValueError(f"edit at row {row}, column {column} is outside the {n} x {n} matrix")
             result[i, j] = result[j, i] = float(value)
     return result
+
+
+#: Most rows a comparison may name (each is a spectrum in the figure).
+MAX_COMPARED_ROWS = 12
+
+
+def parse_rows(text: str, count: int) -> tuple[list, list]:
+    """Row numbers in ``text`` (``"0,1,2"`` or ``"0;1"``) that exist in a table of ``count`` rows.
+
+    Parameters
+    ----------
+    text : str
+        Comma- or semicolon-separated row numbers (ASCII digits only).
+    count : int
+        Number of rows of the table.
+
+    Returns
+    -------
+    rows : list of int
+        Distinct existing rows in the order given (at most :data:`MAX_COMPARED_ROWS`).
+    ignored : list of str
+        Entries that are not row numbers of the table (shortened to 12 characters).
+
+    Raises
+    ------
+    ValueError
+        If ``count`` is not a non-negative whole number.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a non-negative whole number, got {count!r}")
+    rows, ignored = [], []
+    for entry in str(text).replace(";", ",").split(","):
+        entry = entry.strip()
+        # str.isdigit accepts '²' and other digits int() refuses: ASCII digits only, and few of them.
+        if entry.isascii() and entry.isdigit() and len(entry) <= 9 and int(entry) < count:
+            rows.append(int(entry))
+        elif entry:
+            ignored.append(entry if len(entry) <= 12 else entry[:12] + "...")
+    return list(dict.fromkeys(rows))[:MAX_COMPARED_ROWS], ignored

@@ -37,6 +37,11 @@ DIMENSION_CHOICES = ("d = M", "sidebar d")
 JOIN_CHOICES = ("every saddle followed", "index-1 saddles")
 _KINDS = ("int", "float", "bool", "choice", "text")
 _MAX_SEED = 2**31 - 1
+#: Longest number text a link may hold ("1e-4", "2147483647", "0.30000000000000004").
+_MAX_NUMBER_CHARS = 40
+_SHOWN_CHARS = 40
+#: Longest text setting: a 64 x 64 teacher matrix with 6 characters an entry.
+_MAX_TEXT_CHARS = 30_000
 
 
 @dataclass(frozen=True)
@@ -94,32 +99,41 @@ class Setting:
         """
         text = (raw[-1] if raw else "") if isinstance(raw, (list, tuple)) else str(raw)
         text = text.strip()
+        shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."  # warnings stay one short line
+        if len(text) > _MAX_TEXT_CHARS:
+            raise ValueError(f"{self.key}={text[:_SHOWN_CHARS]!r}... is too long ({len(text)} characters, at most "
+                             f"{_MAX_TEXT_CHARS})")
         if self.kind == "text":
             check = {"T": parse_matrix, "blocks": parse_block_sizes}.get(self.key)
             if check is not None and text:
                 try:
                     check(text)
                 except ValueError as error:
-                    raise ValueError(f"{self.key}={text!r} is malformed ({error})") from None
+                    raise ValueError(f"{self.key}={shown!r} is malformed ({error})") from None
             return text
         if self.kind == "choice":
             if text not in self.choices:
-                raise ValueError(f"{self.key}={text!r} is not one of {', '.join(self.choices)}")
+                raise ValueError(f"{self.key}={shown!r} is not one of {', '.join(self.choices)}")
             return text
         if self.kind == "bool":
             if text.lower() not in ("true", "false"):
-                raise ValueError(f"{self.key}={text!r} is not true or false")
+                raise ValueError(f"{self.key}={shown!r} is not true or false")
             return text.lower() == "true"
         return self._number(text)
 
     def _number(self, text):
+        shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+        # Length first: int() of thousands of digits is slow, and a 400-digit int overflows
+        # math.isfinite (no setting needs more than a few dozen characters).
+        if len(text) > _MAX_NUMBER_CHARS:
+            raise ValueError(f"{self.key}={shown!r} is too long to be a setting ({len(text)} characters)")
         try:
             value = int(text) if self.kind == "int" else float(text)
         except ValueError:
             wanted = "a whole number" if self.kind == "int" else "a number"
-            raise ValueError(f"{self.key}={text!r} is not {wanted}") from None
-        if not math.isfinite(value) or not self.low <= value <= self.high:
-            raise ValueError(f"{self.key}={text} is outside the allowed range [{self.low:g}, {self.high:g}]")
+            raise ValueError(f"{self.key}={shown!r} is not {wanted}") from None
+        if not (self.low <= value <= self.high) or (self.kind == "float" and not math.isfinite(value)):
+            raise ValueError(f"{self.key}={shown} is outside the allowed range [{self.low:g}, {self.high:g}]")
         return value
 
 

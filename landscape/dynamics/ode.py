@@ -22,7 +22,10 @@ from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_nump
 from ..kernels.overlaps import validate_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode"]
+__all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode", "MAX_OUTPUT_POINTS"]
+
+#: Most output times of one trajectory (each holds K^2 + K M numbers; 1e9 of them would be ~60 GB).
+MAX_OUTPUT_POINTS = 100_000
 
 #: Overlaps larger than this (relative to the teacher scale) count as divergence.
 DIVERGENCE_BOUND = 1e6
@@ -99,8 +102,10 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a non-negative number, got {noise!r}")
-    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
-        raise ValueError(f"n_points must be a whole number >= 2 (t = 0 and the final time), got {n_points!r}")
+    if (isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer))
+            or not 2 <= n_points <= MAX_OUTPUT_POINTS):
+        raise ValueError(f"n_points must be a whole number from 2 (t = 0 and the final time) to "
+                         f"{MAX_OUTPUT_POINTS:,}, got {n_points!r}")
     if four_point not in _FOUR_POINT_METHODS:
         raise ValueError(f"four_point must be one of {', '.join(_FOUR_POINT_METHODS)}; got {four_point!r}")
     applies = bool(eta2) and carried_four_point_applies(Q0, R0, T)

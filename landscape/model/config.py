@@ -23,6 +23,10 @@ __all__ = ["TeacherSpec", "InitSpec", "RunConfig", "TEACHER_KINDS", "INIT_KINDS"
 TEACHER_KINDS = ("orthonormal", "equicorrelated", "block", "random", "matrix")
 INIT_KINDS = ("random", "overlaps")
 _SHARE_PREFIX = "v1."
+#: A config with a 64 x 64 custom teacher and overlaps is ~200 kB of JSON; a share string of a
+#: valid config is far shorter than these bounds.
+_MAX_SHARE_CHARS = 200_000
+_MAX_SHARE_JSON = 1_000_000
 
 
 def _number(name, value, low=-math.inf, high=math.inf, low_open=False):
@@ -64,6 +68,25 @@ def _unknown_keys(name, data, allowed):
     extra = sorted(set(data) - set(allowed))
     if extra:
         raise ValueError(f"unknown key(s) {extra} in {name}; allowed: {sorted(allowed)}")
+
+
+def _check_kind_keys(name, data, kinds, used):
+    """Refuse a sub-spec without ``kind`` (when it has other keys) or with keys its kind ignores.
+
+    A key the kind does not use would be dropped silently (``{"kind": "orthonormal", "rho": 0.5}``
+    is the identity), so the reader would believe in a setting that has no effect.
+    """
+    if "kind" not in data:
+        if data:
+            raise ValueError(f"{name} needs a 'kind' ({', '.join(kinds)}) to go with {sorted(data)}")
+        return
+    kind = data["kind"]
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ValueError(f"{name} kind must be one of {kinds}, got {kind!r}")
+    ignored = sorted(set(data) - {"kind"} - set(used[kind]))
+    if ignored:
+        allowed = ", ".join(used[kind]) or "no other key"
+        raise ValueError(f"{name} kind {kind!r} does not use {ignored} (it takes {allowed})")
 
 
 @dataclass(frozen=True)
@@ -131,15 +154,18 @@ class TeacherSpec:
             raise ValueError(f"teacher T has shape {T.shape}, but M = {M} needs ({M}, {M})")
         return T
 
+    #: The fields each kind uses (the others keep their defaults).
+    USED = {
+        "orthonormal": (),
+        "equicorrelated": ("rho", "norm"),
+        "block": ("block_sizes", "rho", "rho_between"),
+        "random": ("seed",),
+        "matrix": ("T",),
+    }
+
     def to_dict(self):
         """JSON-ready dictionary holding only the fields this kind uses."""
-        used = {
-            "orthonormal": (),
-            "equicorrelated": ("rho", "norm"),
-            "block": ("block_sizes", "rho", "rho_between"),
-            "random": ("seed",),
-            "matrix": ("T",),
-        }[self.kind]
+        used = self.USED[self.kind]
         data = {"kind": self.kind}
         for key in used:
             value = getattr(self, key)
@@ -153,13 +179,17 @@ class TeacherSpec:
         Raises
         ------
         ValueError
-            On unknown keys or invalid values.
+            On unknown keys, keys the kind does not use, a missing kind, or invalid values.
         """
         if not isinstance(data, dict):
             raise ValueError(f"teacher must be an object such as {{\"kind\": \"orthonormal\"}}, got {data!r}")
         _unknown_keys("teacher", data, {f.name for f in cls.__dataclass_fields__.values()})
+        _check_kind_keys("teacher", data, TEACHER_KINDS, cls.USED)
         data = dict(data)
-        data["block_sizes"] = tuple(data.get("block_sizes", ()))
+        sizes = data.get("block_sizes", ())
+        if not isinstance(sizes, (list, tuple)):
+            raise ValueError(f"teacher block_sizes must be a list of whole numbers such as [2, 2], got {sizes!r}")
+        data["block_sizes"] = tuple(sizes)
         return cls(**data)
 
 
@@ -205,11 +235,12 @@ class InitSpec:
         Raises
         ------
         ValueError
-            On unknown keys or invalid values.
+            On unknown keys, keys the kind does not use, a missing kind, or invalid values.
         """
         if not isinstance(data, dict):
             raise ValueError(f"init must be an object such as {{\"kind\": \"random\"}}, got {data!r}")
         _unknown_keys("init", data, {f.name for f in cls.__dataclass_fields__.values()})
+        _check_kind_keys("init", data, INIT_KINDS, {"random": ("d", "seed", "scale"), "overlaps": ("Q", "R")})
         return cls(**data)
 
 
@@ -306,10 +337,15 @@ class RunConfig:
         ValueError
             If the text is not JSON or not a valid config.
         """
+        if not isinstance(text, (str, bytes)):
+            raise ValueError(f"config JSON must be text, got {type(text).__name__}")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"config is not valid JSON: {error}") from None
+        except RecursionError:
+            # The decoder recurses once per bracket: thousands of them exhaust the stack.
+            raise ValueError("config is nested too deeply to be a run config") from None
         return cls.from_dict(data)
 
     def to_share_string(self):
@@ -329,9 +365,16 @@ class RunConfig:
         if not isinstance(text, str) or not text.startswith(_SHARE_PREFIX):
             raise ValueError(f"a share string starts with {_SHARE_PREFIX!r}; this one does not")
         body = text[len(_SHARE_PREFIX):]
+        if len(body) > _MAX_SHARE_CHARS:
+            raise ValueError(f"the share string is {len(body)} characters long, more than the {_MAX_SHARE_CHARS} "
+                             "a config needs")
         try:
-            packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            raw = zlib.decompress(packed)
+            packed = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+            inflater = zlib.decompressobj()
+            # Bounded: a few kilobytes of compressed zeros would otherwise inflate to gigabytes.
+            raw = inflater.decompress(packed, _MAX_SHARE_JSON)
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ValueError("too long or truncated")
         except (ValueError, zlib.error):
             raise ValueError("the share string is damaged (it does not decode); copy the whole link again") from None
         return cls.from_json(raw.decode("utf-8", errors="replace"))
