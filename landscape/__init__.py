@@ -24,9 +24,11 @@ from .dynamics.ode import integrate_ode, run_flow
 from .dynamics.sgd import simulate_sgd
 from .critical_points.hessian import HessianSpectrum, hessian_spectrum
 from .critical_points.families import family_tree
+from .critical_points.embedding import add_student
 from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
 from .catalogues.reachability import reachability_curve
+from .catalogues.widths import families_across_widths
 from .catalogues.sweep_spec import SweepSpec
 from .catalogues.sweep_store import load_store
 from .catalogues.sweep import run_sweep
@@ -54,12 +56,14 @@ __all__ = [
     "hessian_spectrum",
     "HessianSpectrum",
     "family_tree",
+    "add_student",
     # catalogues and sweeps
     "build_catalogue",
     "Catalogue",
     "CriticalPoint",
     "PointKind",
     "reachability_curve",
+    "families_across_widths",
     "run_sweep",
     "SweepSpec",
     "load_store",
