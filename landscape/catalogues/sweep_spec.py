@@ -43,7 +43,7 @@ __all__ = [
 #: Version of the record format; part of every task key, so a new format never mixes with old records.
 RECORD_FORMAT = 1
 #: The built-in spec (``landscape sweep --default-spec``), shipped in assets/.
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "assets" / "sweep_default.json"
+DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "assets" / "sweep_default.json"
 _SPEC_KEYS = {"base", "grid", "starts", "seed", "regime", "description"}
 _TASK_KEYS = ("regime", "starts", "seed")
 _SUB_SPECS = {"teacher": TeacherSpec, "init": InitSpec}

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The store generated from the built-in spec (``landscape sweep --default-spec``), shipped in assets/.
-DEFAULT_STORE = Path(__file__).resolve().parent.parent / "assets" / "sweep_default"
+DEFAULT_STORE = Path(__file__).resolve().parents[2] / "assets" / "sweep_default"
 _SPEC_FILE = "sweep.json"
 _RECORDS = "records"
 _STALE_TEMP_SECONDS = 3600.0
