@@ -120,6 +120,8 @@ class SplitPoint:
     min_eigenvalue : float
     eigenvalues, multiplicities : ndarray
         Distinct Hessian eigenvalues (ascending) in dimension ``d`` and their multiplicities.
+    spectrum : HessianSpectrum
+        The whole spectrum (span block and bulk), computed from the weights.
     escapes : tuple of Escape
         Empty when the split point is a minimum.
     """
@@ -137,6 +139,7 @@ class SplitPoint:
     min_eigenvalue: float
     eigenvalues: np.ndarray
     multiplicities: np.ndarray
+    spectrum: object
     escapes: tuple
 
     @property
@@ -382,7 +385,7 @@ def add_student(Q, R, T, *, W=None, W_teacher=None, alpha: float = 0.5, d: int |
             loss=float(loss_from_weights(split, W_teacher)),
             gradient_norm=float(np.linalg.norm(gradient_from_weights(split, W_teacher))), index=spectrum.index,
             n_zero=spectrum.n_zero, min_eigenvalue=spectrum.min_eigenvalue, eigenvalues=spectrum.eigenvalues,
-            multiplicities=spectrum.multiplicities, escapes=escapes))
+            multiplicities=spectrum.multiplicities, spectrum=spectrum, escapes=escapes))
     failed = sum(not e.success for p in points for e in p.escapes)
     saddles = sum(p.is_saddle for p in points)
     status = EmbedStatus.ESCAPE_FAILED if failed else EmbedStatus.DONE
