@@ -23,6 +23,12 @@ def _colour(index):
     return _PALETTE[index % len(_PALETTE)]
 
 
+def _projector_axes(figure):
+    # Set on the axes themselves: Streamlit's theme replaces the layout's default font sizes.
+    for update in (figure.update_xaxes, figure.update_yaxes):
+        update(tickfont=dict(size=PROJECTOR_FONT - 1), title_font=dict(size=PROJECTOR_FONT + 1))
+
+
 def _check_families(families):
     keys = ("name", "K", "loss", "kind", "fraction", "lower", "upper")
     families = list(families)
@@ -84,6 +90,7 @@ def families_across_figure(families, x_title="student units K (= teacher units M
     figure.update_yaxes(title_text="loss", row=1, col=1)
     figure.update_yaxes(title_text="basin fraction", range=[-0.02, 1.02], row=2, col=1)
     figure.update_xaxes(title_text=x_title, dtick=1, row=2, col=1)
+    _projector_axes(figure)
     figure.update_layout(height=720, font=dict(size=PROJECTOR_FONT), margin=dict(l=10, r=10, t=10, b=10),
                          legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, font=dict(size=PROJECTOR_FONT - 2)))
     return figure
@@ -128,6 +135,7 @@ def escape_figure(paths):
     figure.update_xaxes(type="log", title_text="time + 1 (gradient flow)")
     # Linear loss: an escape to the global minimum (loss 0) and one to a nearby spurious minimum both show.
     figure.update_yaxes(title_text="loss", rangemode="tozero")
+    _projector_axes(figure)
     figure.update_layout(height=460, font=dict(size=PROJECTOR_FONT), margin=dict(l=10, r=10, t=10, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return figure
