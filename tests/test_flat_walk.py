@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from landscape.catalogues.sweep_store import load_store
-from landscape.critical_points.flat_walk import walk_flat_direction
+from landscape.critical_points.flat_walk import FlatStatus, walk_flat_direction
 from landscape.model.loss import gradient_from_weights
 
 STORE = Path(__file__).resolve().parents[1] / "assets" / "sweep_default"
@@ -26,7 +26,7 @@ def split_minimum():
 
 def test_the_path_computes_one_function_between_its_ends(split_minimum, rng):
     point, _, path = split_minimum
-    assert path.success and path.status == "flat" and path.loss_spread <= 1e-12
+    assert path.success and path.status is FlatStatus.FLAT and path.loss_spread <= 1e-12
     first, second = path.units
     assert {first, second} == set(point.manifold.groups[0])
     # Ends: one unit of norm zero at each.

@@ -11,6 +11,7 @@ catalogue's starts with a Wilson interval (:func:`landscape.catalogues.reachabil
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,14 @@ from ..critical_points.families import classify_point
 from .reachability import wilson_interval
 from .records import Catalogue, PointKind
 
-__all__ = ["FamilySeries", "FamiliesAcrossWidths", "families_across_widths"]
+__all__ = ["WidthsStatus", "FamilySeries", "FamiliesAcrossWidths", "families_across_widths"]
+
+
+class WidthsStatus(enum.Enum):
+    """Outcome of :func:`families_across_widths`; the value is a sentence."""
+
+    OK = "families followed across the widths"
+    EMPTY = "the catalogues hold no critical point"
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,8 +81,7 @@ class FamiliesAcrossWidths:
     confidence : float
     success : bool
         True when at least one family was found.
-    status : str
-        ``ok`` or ``empty``.
+    status : WidthsStatus
     message : str
     """
 
@@ -83,13 +90,13 @@ class FamiliesAcrossWidths:
     M: np.ndarray
     confidence: float
     success: bool
-    status: str
+    status: WidthsStatus
     message: str
 
     def to_dict(self) -> dict:
         """``{"families": [...], "K": [...], "M": [...], ...}`` (what ``landscape families`` prints)."""
         return {"families": [f.to_dict() for f in self.families], "K": self.K.tolist(), "M": self.M.tolist(),
-                "confidence": self.confidence, "status": self.status, "message": self.message}
+                "confidence": self.confidence, "status": self.status.name.lower(), "message": self.message}
 
     def to_frame(self):
         """Long table: one row per family and width."""
@@ -170,6 +177,6 @@ def families_across_widths(catalogues, confidence: float = 0.95) -> FamiliesAcro
             starts=starts))
     series.sort(key=lambda s: (float(s.loss.min()), s.name))
     message = f"{len(series)} families over K = {', '.join(map(str, widths))}"
+    status = WidthsStatus.OK if series else WidthsStatus.EMPTY
     return FamiliesAcrossWidths(families=tuple(series), K=np.array(widths), M=np.array([c.config.M for c in catalogues]),
-                                confidence=float(confidence), success=bool(series), status="ok" if series else "empty",
-                                message=message)
+                                confidence=float(confidence), success=bool(series), status=status, message=message)

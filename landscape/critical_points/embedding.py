@@ -35,7 +35,8 @@ import numpy as np
 
 from ..kernels.overlaps import validate_overlaps
 from ..model.loss import gradient_from_weights, loss_from_weights
-from .families import classify_point, FAMILY_TOL
+from .batch_flow import EndReason
+from .families import FAMILY_TOL, classify_point
 from .hessian import embed_overlaps, hessian_spectrum, weight_hessian
 from .search import newton_polish, search_critical_points
 from .symmetry import orbit_partition
@@ -307,7 +308,7 @@ def _escapes(split, W_teacher, T, d, push, trajectories):
     for sign, W, reason, start in zip((1, -1), found.W, found.reasons, starts):
         Q, R = W @ W.T, W @ W_teacher.T
         norm = float(np.linalg.norm(gradient_from_weights(W, W_teacher)))
-        success = reason.name == "CONVERGED" and norm < _POLISH_TOL
+        success = reason is EndReason.CONVERGED and norm < _POLISH_TOL
         spectrum = hessian_spectrum(Q, R, T, d, W=W, W_teacher=W_teacher) if success else None
         t, path = _flow_path(start, W_teacher) if trajectories else (np.empty(0), np.empty(0))
         escapes.append(Escape(

@@ -163,11 +163,12 @@ def _rays(W_rows, alive, tol):
     return ray
 
 
-def _unique_extreme(row, tol, largest):
-    """Index of the unique largest (smallest) entry, or -1 if another entry equals it within ``tol``."""
-    best = int(np.argmax(row) if largest else np.argmin(row))
-    ties = np.abs(row - row[best]) <= tol
-    return best if ties.sum() == 1 else -1
+def _unique_extremes(cosine, tol, largest):
+    """Per row, the index of the unique largest (smallest) entry, or -1 if another entry equals it within ``tol``."""
+    best = np.argmax(cosine, axis=1) if largest else np.argmin(cosine, axis=1)
+    value = cosine[np.arange(len(cosine)), best]
+    ties = (np.abs(cosine - value[:, None]) <= tol).sum(axis=1)
+    return np.where(ties == 1, best, -1)
 
 
 def classify_point(Q, R, T, tol=FAMILY_TOL):
@@ -205,7 +206,7 @@ def classify_point(Q, R, T, tol=FAMILY_TOL):
     rows = vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
     ray = _rays(rows, alive, tol)
 
-    partner = np.array([_unique_extreme(cosine[k], tol, True) if alive[k] else -1 for k in range(K)])
+    partner = np.where(alive, _unique_extremes(cosine, tol, largest=True), -1)
     chosen = cosine[np.arange(K), np.maximum(partner, 0)]
     # Mutual: the teacher's cosine with this student is also its largest over the students (ties
     # allowed: students splitting one teacher all reach it).
@@ -214,7 +215,7 @@ def classify_point(Q, R, T, tol=FAMILY_TOL):
                        partner, -1)
     per_teacher = np.bincount(partner[partner >= 0], minlength=M)
     free = alive & (partner < 0)
-    low = np.array([_unique_extreme(cosine[k], tol, False) for k in range(K)])
+    low = _unique_extremes(cosine, tol, largest=False)
     opposing = free & (low >= 0) & (cosine[np.arange(K), np.maximum(low, 0)] < -tol)
     top = cosine.max(axis=1)
     averaging = free & ~opposing & (top > tol) & ((np.abs(cosine - top[:, None]) <= tol).sum(axis=1) >= 2)

@@ -13,6 +13,7 @@ See docs/theory.md (positive homogeneity, flat directions).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +22,16 @@ from ..model.loss import gradient_from_weights, loss_from_weights
 from .flat import _parallel_groups
 from .hessian import embed_overlaps, hessian_spectrum, weight_hessian
 
-__all__ = ["FlatPath", "walk_flat_direction"]
+__all__ = ["FlatStatus", "FlatPath", "walk_flat_direction"]
 
 _ZERO_TOL = 1e-9
+
+
+class FlatStatus(enum.Enum):
+    """Outcome of :func:`walk_flat_direction`; the value is a sentence."""
+
+    FLAT = "loss constant to 1e-12, gradient below 1e-9 and the tangent a Hessian zero mode at every sample"
+    NOT_FLAT = "the loss, the gradient or the tangent's Hessian residual is not flat to its tolerance somewhere"
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,8 +60,7 @@ class FlatPath:
     d : int
     success : bool
         Loss constant to 1e-12, gradient below 1e-9 and the tangent a zero mode (1e-8) at every sample.
-    status : str
-        ``flat`` or ``not flat``.
+    status : FlatStatus
     message : str
     """
 
@@ -69,7 +76,7 @@ class FlatPath:
     min_eigenvalue: np.ndarray
     d: int
     success: bool
-    status: str
+    status: FlatStatus
     message: str
 
     def to_dict(self) -> dict:
@@ -77,7 +84,7 @@ class FlatPath:
         return {"units": list(self.units), "shares": self.shares.tolist(), "loss": self.loss.tolist(),
                 "gradient_norm": self.gradient_norm.tolist(), "loss_spread": self.loss_spread,
                 "n_zero": self.n_zero.tolist(), "tangent_residual": self.tangent_residual.tolist(),
-                "min_eigenvalue": self.min_eigenvalue.tolist(), "d": self.d, "status": self.status,
+                "min_eigenvalue": self.min_eigenvalue.tolist(), "d": self.d, "status": self.status.name.lower(),
                 "message": self.message}
 
 
@@ -160,4 +167,4 @@ def walk_flat_direction(Q, R, T, *, W=None, W_teacher=None, units=None, samples:
                f"{int(n_zero[1:-1].max())}, tangent residual {np.nanmax(residual):.1e}")
     return FlatPath(units=units, shares=shares, W=path, W_teacher=W_teacher, loss=loss, gradient_norm=gradient, loss_spread=spread,
                     n_zero=n_zero, tangent_residual=residual, min_eigenvalue=lowest, d=int(d), success=bool(flat),
-                    status="flat" if flat else "not flat", message=message)
+                    status=FlatStatus.FLAT if flat else FlatStatus.NOT_FLAT, message=message)
