@@ -26,13 +26,13 @@ PAGES = {
 FAST = {"tmax": "30", "runs": "1"}
 
 
-def _app(params=None, page=None):
+def _app(params=None, page=None, timeout=60):
     """The app after opening a link; a page other than Flows is reached the way a reader gets there.
 
     (AppTest resolves ``st.navigation`` url paths only after a first run, so that run opens
     Flows, kept cheap with one short run, and then switches.)
     """
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=timeout)
     for key, value in ({**FAST, **(params or {})} if page not in (None, "flows") else params or {}).items():
         at.query_params[key] = value
     at.run()
@@ -237,6 +237,11 @@ def test_hessian_page_turns_a_backend_error_into_one_line(with_shipped):
     assert errors and all("smaller than the rank" in text for text in errors)
 
 
+# The Families page opens on the add-a-student panel of the K = 8 type-A minimum (about 4 CPU seconds,
+# several times that on a machine shared by many processes): more time than the other pages.
+FAMILIES_TIMEOUT = 240
+
+
 def _shipped_sweep_by_K(offset=0):
     """Raw records of the shipped sweep with K = M + offset, read from the JSON files (independent of the app)."""
     found = {}
@@ -248,7 +253,7 @@ def _shipped_sweep_by_K(offset=0):
 
 
 def test_families_page_opens_on_the_shipped_sweep_across_widths():
-    at = _app({}, page="families")
+    at = _app({}, page="families", timeout=FAMILIES_TIMEOUT)
     _assert_clean(at)
     figures = _figures(at)
     across, icicle = figures[0], figures[1]["data"][0]
@@ -273,7 +278,7 @@ def test_families_page_opens_on_the_shipped_sweep_across_widths():
 
 
 def test_add_a_student_panel_on_the_type_a_minimum_and_its_share_link():
-    at = _app({}, page="families")
+    at = _app({}, page="families", timeout=FAMILIES_TIMEOUT)
     _assert_clean(at)
     assert at.selectbox(key="addfam_pick").value.startswith("type A")
     assert at.query_params["addfam"].startswith("type A")  # the share link carries the selection
@@ -288,14 +293,14 @@ def test_add_a_student_panel_on_the_type_a_minimum_and_its_share_link():
     at.selectbox(key="addfam_pick").set_value("global minimum").run()
     _assert_clean(at)
     assert at.query_params["addfam"] == "global minimum" and list(at.dataframe[0].value["kind"]) == ["minimum"]
-    again = _app({"addfam": "global minimum", "addk": "7"}, page="families")
+    again = _app({"addfam": "global minimum", "addk": "7"}, page="families", timeout=FAMILIES_TIMEOUT)
     _assert_clean(again)
     assert again.selectbox(key="addfam_pick").value == "global minimum"
     assert again.number_input(key="addk").value == 7
 
 
 def test_add_a_student_with_an_unknown_family_in_the_link_warns():
-    at = _app({"addfam": "no such family", "addk": "6"}, page="families")
+    at = _app({"addfam": "no such family", "addk": "6"}, page="families", timeout=FAMILIES_TIMEOUT)
     assert not at.exception and not at.error
     assert any("no such family" in text for text in _texts(at.warning))
     assert at.selectbox(key="addfam_pick").value  # falls back to a listed minimum

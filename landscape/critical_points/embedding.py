@@ -35,7 +35,7 @@ import numpy as np
 
 from ..kernels.overlaps import validate_overlaps
 from ..model.loss import gradient_from_weights, loss_from_weights
-from .batch_flow import EndReason
+from .batch_flow import EndReason, _gradient, _rejection_norms
 from .families import FAMILY_TOL, classify_point
 from .hessian import embed_overlaps, hessian_spectrum, weight_hessian
 from .search import newton_polish, search_critical_points
@@ -278,23 +278,35 @@ def _certified_weights(Q, R, T, W, W_teacher):
     return W, W_teacher
 
 
-def _flow_path(W0, W_teacher, t_max=1e4, tol=1e-6):
-    """Loss along the gradient flow from ``W0`` (for drawing; the certified end comes from the search)."""
+def _flow_paths(starts, W_teacher, end_losses, t_max=1e4):
+    """Loss along the gradient flows from ``starts`` (S, K, n), integrated together, until each has come
+    within 1e-4 of its drop to ``end_losses`` (for drawing: the certified ends come from the search,
+    so the slow last approach is not redrawn)."""
     from scipy.integrate import solve_ivp
 
-    shape = W0.shape
+    shape = starts.shape
+    T, teacher_residual = W_teacher @ W_teacher.T, _rejection_norms(W_teacher, W_teacher)
+    first = np.array([loss_from_weights(W, W_teacher) for W in starts])
+    targets = end_losses + 1e-4 * np.maximum(first - end_losses, 0.0)
+
+    def losses(y):
+        return np.array([loss_from_weights(W, W_teacher) for W in y.reshape(shape)])
 
     def velocity(_, y):
-        return -gradient_from_weights(y.reshape(shape), W_teacher).ravel()
+        # The batch flow's unchecked gradient: the inputs were checked once, and this runs ~1000 times.
+        return -_gradient(y.reshape(shape), W_teacher, T, teacher_residual).ravel()
 
-    def settled(_, y):
-        return np.linalg.norm(velocity(0.0, y)) - tol
+    def arrived(_, y):
+        return float(np.max(losses(y) - targets))
 
-    settled.terminal = True
-    times = np.concatenate([[0.0], np.logspace(-2, np.log10(t_max), 300)])
-    solution = solve_ivp(velocity, (0.0, t_max), W0.ravel(), t_eval=times, events=settled, rtol=1e-6, atol=1e-9)
-    losses = np.array([loss_from_weights(y.reshape(shape), W_teacher) for y in solution.y.T])
-    return solution.t, losses
+    arrived.terminal = True
+    times = np.concatenate([[0.0], np.logspace(-2, np.log10(t_max), 200)])
+    solution = solve_ivp(velocity, (0.0, t_max), starts.ravel(), t_eval=times, events=arrived, rtol=1e-5, atol=1e-9)
+    t, states = solution.t, solution.y.T
+    if solution.t_events[0].size:  # end the drawn paths where the last one arrived
+        t, states = np.append(t, solution.t_events[0][0]), np.vstack([states, solution.y_events[0][0]])
+    path = np.array([losses(y) for y in states])  # (p, S)
+    return [(t, path[:, i]) for i in range(shape[0])]
 
 
 def _escapes(split, W_teacher, T, d, push, trajectories):
@@ -304,15 +316,17 @@ def _escapes(split, W_teacher, T, d, push, trajectories):
     size = push * float(np.max(np.linalg.norm(split, axis=1)))
     starts = np.array([split + size * direction, split - size * direction])
     found = search_critical_points(starts, W_teacher, workers=1)
+    end_losses = np.array([loss_from_weights(W, W_teacher) for W in found.W])
+    empty = (np.empty(0), np.empty(0))
+    paths = _flow_paths(starts, W_teacher, end_losses) if trajectories else [empty, empty]
     escapes = []
-    for sign, W, reason, start in zip((1, -1), found.W, found.reasons, starts):
+    for sign, W, reason, end_loss, (t, path) in zip((1, -1), found.W, found.reasons, end_losses, paths):
         Q, R = W @ W.T, W @ W_teacher.T
         norm = float(np.linalg.norm(gradient_from_weights(W, W_teacher)))
         success = reason is EndReason.CONVERGED and norm < _POLISH_TOL
         spectrum = hessian_spectrum(Q, R, T, d, W=W, W_teacher=W_teacher) if success else None
-        t, path = _flow_path(start, W_teacher) if trajectories else (np.empty(0), np.empty(0))
         escapes.append(Escape(
-            direction=sign, loss=float(loss_from_weights(W, W_teacher)), family=classify_point(Q, R, T).label,
+            direction=sign, loss=float(end_loss), family=classify_point(Q, R, T).label,
             kind=("minimum" if spectrum.index == 0 else "saddle") if success else "not converged",
             index=spectrum.index if success else -1,
             min_eigenvalue=spectrum.min_eigenvalue if success else float("nan"), gradient_norm=norm,
