@@ -24,11 +24,13 @@ from .dynamics.ode import integrate_ode, run_flow
 from .dynamics.sgd import simulate_sgd
 from .critical_points.hessian import HessianSpectrum, hessian_spectrum
 from .critical_points.families import family_tree
+from .critical_points.embedding import add_student
 from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
 from .catalogues.connections import connect_catalogue
 from .catalogues.disconnectivity import disconnectivity_tree
 from .catalogues.reachability import reachability_curve
+from .catalogues.widths import families_across_widths
 from .catalogues.sweep_spec import SweepSpec
 from .catalogues.sweep_store import load_store
 from .catalogues.sweep import run_sweep
@@ -56,6 +58,7 @@ __all__ = [
     "hessian_spectrum",
     "HessianSpectrum",
     "family_tree",
+    "add_student",
     # catalogues and sweeps
     "build_catalogue",
     "Catalogue",
@@ -64,6 +67,7 @@ __all__ = [
     "reachability_curve",
     "connect_catalogue",
     "disconnectivity_tree",
+    "families_across_widths",
     "run_sweep",
     "SweepSpec",
     "load_store",

@@ -26,13 +26,13 @@ PAGES = {
 FAST = {"tmax": "30", "runs": "1"}
 
 
-def _app(params=None, page=None):
+def _app(params=None, page=None, timeout=60):
     """The app after opening a link; a page other than Flows is reached the way a reader gets there.
 
     (AppTest resolves ``st.navigation`` url paths only after a first run, so that run opens
     Flows, kept cheap with one short run, and then switches.)
     """
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=timeout)
     for key, value in ({**FAST, **(params or {})} if page not in (None, "flows") else params or {}).items():
         at.query_params[key] = value
     at.run()
@@ -239,14 +239,81 @@ def test_hessian_page_turns_a_backend_error_into_one_line(with_shipped):
     assert errors and all("smaller than the rank" in text for text in errors)
 
 
-def test_families_page(with_shipped):
+# The Families page opens on the add-a-student panel of the K = 8 type-A minimum (about 4 CPU seconds,
+# several times that on a machine shared by many processes): more time than the other pages.
+FAMILIES_TIMEOUT = 240
+
+
+def _shipped_sweep_by_K(offset=0):
+    """Raw records of the shipped sweep with K = M + offset, read from the JSON files (independent of the app)."""
+    found = {}
+    for path in (ROOT / "assets" / "sweep_default" / "records").glob("*.json"):
+        result = json.loads(path.read_text())["result"]
+        if result["config"]["K"] - result["config"]["M"] == offset:
+            found[result["config"]["K"]] = result
+    return found
+
+
+def test_families_page_opens_on_the_shipped_sweep_across_widths():
+    at = _app({}, page="families", timeout=FAMILIES_TIMEOUT)
+    _assert_clean(at)
+    figures = _figures(at)
+    across, icicle = figures[0], figures[1]["data"][0]
+    by_K = _shipped_sweep_by_K()
+    # Loss lines: the type-A line has the published K = 6, 7 losses; fractions are the stored basin counts.
+    type_a = [t for t in across["data"] if t["name"].startswith("type A")]
+    loss_line, fraction_line = type_a
+    K = list(_array(loss_line["x"]))
+    assert K == sorted(by_K)
+    assert _array(loss_line["y"])[K.index(6)] == pytest.approx(0.0250806, abs=1e-7)
+    assert _array(loss_line["y"])[K.index(7)] == pytest.approx(0.0232027, abs=1e-7)
+    assert _array(fraction_line["y"])[K.index(8)] == pytest.approx(
+        sum(p["count"] for p in by_K[8]["points"] if abs(p["loss"] - 0.0215080) < 1e-6) / by_K[8]["starts"])
+    # The hierarchy: one root per K holding all its starts, readable text.
+    assert icicle["type"] == "icicle" and icicle["textfont"]["size"] >= 16
+    roots = [v for v, parent in zip(_array(icicle["values"]), icicle["parents"]) if parent == ""]
+    assert roots == [by_K[k]["starts"] for k in sorted(by_K)]
+    at.radio(key="size").set_value("one per point").run()
+    icicle = _figures(at)[1]["data"][0]
+    roots = [v for v, parent in zip(_array(icicle["values"]), icicle["parents"]) if parent == ""]
+    assert roots == [len(by_K[k]["points"]) for k in sorted(by_K)]
+
+
+def test_add_a_student_panel_on_the_type_a_minimum_and_its_share_link():
+    at = _app({}, page="families", timeout=FAMILIES_TIMEOUT)
+    _assert_clean(at)
+    assert at.selectbox(key="addfam_pick").value.startswith("type A")
+    assert at.query_params["addfam"].startswith("type A")  # the share link carries the selection
+    table = at.dataframe[0].value
+    assert list(table["kind"]) == ["saddle", "saddle"] and sorted(table["orbit size"]) == [1, 7]
+    assert np.allclose(table["loss"], 0.0215080, atol=1e-6) and np.all(table["gradient norm"] < 1e-10)
+    assert any("global minimum, one teacher split" in text for text in table["escapes end at"])
+    escapes = next(f for f in _figures(at) if f["layout"].get("xaxis", {}).get("type") == "log")
+    ends = [t["text"][0] for t in escapes["data"] if t.get("mode") == "markers+text"]
+    assert len(ends) == 4 and "global minimum, one teacher split" in ends
+    # Another minimum, chosen in the panel, goes into the link; the link opens on it again.
+    at.selectbox(key="addfam_pick").set_value("global minimum").run()
+    _assert_clean(at)
+    assert at.query_params["addfam"] == "global minimum" and list(at.dataframe[0].value["kind"]) == ["minimum"]
+    again = _app({"addfam": "global minimum", "addk": "7"}, page="families", timeout=FAMILIES_TIMEOUT)
+    _assert_clean(again)
+    assert again.selectbox(key="addfam_pick").value == "global minimum"
+    assert again.number_input(key="addk").value == 7
+
+
+def test_add_a_student_with_an_unknown_family_in_the_link_warns():
+    at = _app({"addfam": "no such family", "addk": "6"}, page="families", timeout=FAMILIES_TIMEOUT)
+    assert not at.exception and not at.error
+    assert any("no such family" in text for text in _texts(at.warning))
+    assert at.selectbox(key="addfam_pick").value  # falls back to a listed minimum
+
+
+def test_families_page_without_a_shipped_sweep_shows_the_sidebar_catalogue(with_shipped, monkeypatch, tmp_path):
+    monkeypatch.setenv("LANDSCAPE_SWEEP", str(tmp_path / "none"))
     at = _app(CATALOGUE_LINK, page="families")
     _assert_clean(at)
     icicle = _figures(at)[0]["data"][0]
     assert icicle["type"] == "icicle" and _array(icicle["values"])[0] == with_shipped.starts
-    at.radio(key="size").set_value("one per point").run()
-    icicle = _figures(at)[0]["data"][0]
-    assert _array(icicle["values"])[0] == len(with_shipped.points)
 
 
 def test_a_catalogue_is_computed_on_demand_with_a_click():
@@ -289,12 +356,16 @@ def test_reachability_curve_computes_the_missing_widths(with_shipped):
     assert any("K = 2" in text for text in _texts(at.info))  # K = 3 is the shipped catalogue
     at.button(key="compute_reachability").click().run()
     _assert_clean(at)
-    curve = next(f for f in _figures(at) if f["data"][0]["type"] == "scatter")
+    curve = _reachability_chart(at)
     first = curve["data"][0]
     assert first["name"] == "global minimum" and list(_array(first["x"])) == [2, 3]
     reached = sum(p.count for p in with_shipped.points if p.is_global) / with_shipped.starts
     assert _array(first["y"])[1] == pytest.approx(reached)
     assert "K" in curve["layout"]["xaxis"]["title"]["text"] and curve["layout"]["yaxis"]["title"]["text"]
+
+
+def _reachability_chart(at):
+    return next(f for f in _figures(at) if f["layout"].get("yaxis", {}).get("title", {}).get("text") == "fraction of random starts")
 
 
 def test_toolbar_saves_png_or_svg():
@@ -319,7 +390,7 @@ def test_reachability_reads_a_shipped_sweep(tmp_path, monkeypatch):
     _assert_clean(at)
     assert any("2 of the 2 catalogues come from the sweep" in text for text in _texts(at.caption))
     assert not [b for b in at.button if b.key == "compute_reachability"]
-    curve = next(f for f in _figures(at) if f["data"][0]["type"] == "scatter")
+    curve = _reachability_chart(at)
     stored = sorted(load_store(tmp_path / "store").select(), key=lambda record: record.task.config.K)
     expected = [sum(p.count for p in r.catalogue().points if p.is_global) / r.catalogue().starts for r in stored]
     assert list(_array(curve["data"][0]["y"])) == pytest.approx(expected)

@@ -25,6 +25,7 @@ from landscape.model.config import InitSpec, RunConfig
 from landscape.critical_points.hessian import embed_overlaps
 from landscape.model.loss import gradient_from_weights, loss_from_overlaps
 from landscape.catalogues.reachability import reachability, reachability_curve, wilson_interval
+from landscape.critical_points.families import TYPE_A
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}
@@ -79,7 +80,7 @@ def test_leading_spurious_minimum_has_the_published_loss(catalogue7):
     assert minima, catalogue7.message
     leading = min(minima, key=lambda p: p.loss)
     assert abs(leading.loss - PUBLISHED_LEADING_LOSS[7]) < 1e-6
-    assert leading.family == "1 teacher missed, 1 student opposing"
+    assert leading.family == TYPE_A
     assert leading.count > 0 and "flow" in leading.found_by
     # The loss stored matches the loss of the stored overlaps.
     assert loss_from_overlaps(leading.Q, leading.R, np.eye(7)) == pytest.approx(leading.loss, abs=1e-12)
@@ -127,7 +128,7 @@ def test_families_of_spurious_minima_are_ordered_by_loss(catalogue8):
         if point.kind is PointKind.MINIMUM and not point.is_global:
             lowest[point.family] = min(lowest.get(point.family, np.inf), point.loss)
     assert spurious == sorted(lowest, key=lowest.get)
-    assert spurious[0] == "1 teacher missed, 1 student opposing"
+    assert spurious[0] == TYPE_A
 
 
 def test_one_more_student_removes_most_spurious_minima(catalogue7, catalogue87):
@@ -140,7 +141,7 @@ def test_flat_directions_are_reported_once(catalogue87):
     global_minima = [p for p in catalogue87.points if p.is_global]
     assert len(global_minima) == 1  # the whole continuum is one entry
     point = global_minima[0]
-    assert point.family == "global minimum, 1 teacher split"
+    assert point.family == "global minimum, one teacher split"
     assert point.manifold is not None and point.manifold.dimension == 1
     assert point.n_zero - point.n_symmetry_zero >= 1  # an exact zero mode that moves (Q, R)
     (group,), (teacher,) = point.manifold.groups, point.manifold.teachers
@@ -163,7 +164,7 @@ def test_safran_shamir_rates_and_two_reachable_families_at_large_K(K, starts):
             reached[point.family] = min(reached.get(point.family, np.inf), point.loss)
     assert len(reached) >= 2
     ordered = sorted(reached, key=reached.get)
-    assert ordered[:2] == ["1 teacher missed, 1 student opposing", "2 teachers missed, 2 students opposing"]
+    assert ordered[:2] == [TYPE_A, "two teachers missed, two students opposing"]
 
 
 @pytest.mark.slow

@@ -211,3 +211,38 @@ def test_presentation_enlarges_text_lines_and_markers_of_a_copy():
     assert big.layout.font.size == 22 and big.layout.height >= 760
     assert big.data[0].line.width == pytest.approx(1.8 * figure.data[0].line.width)
     assert figure.layout.font.size is None  # the original is left as it was
+
+
+def test_families_across_figure_marks_minima_and_draws_reached_fractions():
+    from landscape.dashboard.family_figures import PROJECTOR_FONT, families_across_figure
+
+    families = [
+        {"name": "global minimum", "K": [4, 5], "loss": [0.0, 0.0], "kind": ["minimum", "minimum"],
+         "fraction": [1.0, 0.9], "lower": [0.97, 0.85], "upper": [1.0, 0.94]},
+        {"name": "type A", "K": [4, 5, 6], "loss": [0.028, 0.027, 0.025], "kind": ["saddle", "saddle", "minimum"],
+         "fraction": [0.0, 0.0, 0.0], "lower": [0.0, 0.0, 0.0], "upper": [0.02, 0.02, 0.02]},
+    ]
+    figure = families_across_figure(families)
+    names = [trace.name for trace in figure.data]
+    assert names == ["global minimum", "global minimum", "type A"]  # type A caught no start: no fraction line
+    type_a = figure.data[2]
+    assert list(type_a.marker.color[:2]) == ["rgba(0,0,0,0)"] * 2 and type_a.marker.color[2] != "rgba(0,0,0,0)"
+    fraction = figure.data[1]
+    assert list(fraction.error_y.array) == pytest.approx([0.0, 0.04]) and list(fraction.error_y.arrayminus) == pytest.approx([0.03, 0.05])
+    assert figure.layout.font.size == PROJECTOR_FONT
+    with pytest.raises(ValueError, match="at least one"):
+        families_across_figure([])
+    with pytest.raises(ValueError, match="differ in length"):
+        families_across_figure([{**families[0], "loss": [0.0]}])
+
+
+def test_escape_figure_ends_each_flow_at_its_family():
+    from landscape.dashboard.family_figures import escape_figure
+
+    figure = escape_figure([{"label": "split 0, push +", "t": [0.0, 1.0, 10.0], "loss": [0.02, 0.01, 0.0],
+                             "end": "global minimum", "end_loss": 0.0}])
+    line, end = figure.data
+    assert list(line.x) == [1.0, 2.0, 11.0] and end.text == ("global minimum",) and list(end.y) == [0.0]
+    assert figure.layout.xaxis.type == "log"
+    with pytest.raises(ValueError, match="equal length"):
+        escape_figure([{"label": "x", "t": [0.0], "loss": [1.0, 2.0], "end": "", "end_loss": 0.0}])

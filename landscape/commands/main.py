@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "landscape.commands.sweep",
     "landscape.commands.reachability",
     "landscape.commands.maps",
+    "landscape.commands.families",
 )
 
 

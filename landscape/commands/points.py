@@ -19,6 +19,25 @@ def _hessian(args):
     return spectrum.to_dict()
 
 
+def _embed(args):
+    from ..critical_points.embedding import add_student
+
+    point = read_point(args.point)
+    result = add_student(point.Q, point.R, point.T, W=point.W, W_teacher=point.W_teacher, alpha=args.alpha, d=args.d,
+                         push=args.push)
+    return result.to_dict()
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise ValueError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
 def _print_progress(done, total):
     print(f"\rcatalogue: {done}/{total} starts", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
@@ -61,6 +80,21 @@ def register(subparsers):
     hessian.add_argument("--point", required=True, metavar="P.json", help="overlaps {Q, R, T} or weights {W, W_teacher}")
     hessian.add_argument("--d", type=bounded_int(1, 10**15), required=True, help="input dimension (at least the rank of the point)")
     hessian.set_defaults(handler=_hessian)
+
+    embed = subparsers.add_parser(
+        "embed", help="add a student: split each unit of a critical point, and where the split saddles' escapes end",
+        description="ReLU is positively homogeneous: splitting a unit u into (a u, (1 - a) u) keeps the function, so a "
+        "critical point of width K gives critical points of width K + 1 at the same loss. Prints one entry per "
+        "distinct split (one per orbit of students) with its Hessian spectrum and, for saddles, the two escapes: "
+        "gradient flow pushed both ways along the most negative Hessian direction, Newton-polished. 'aligned' gives "
+        "the slope of the loss when a unit is added along each teacher's ray.",
+    )
+    embed.add_argument("--point", required=True, metavar="P.json", help="a critical point: {Q, R, T} or {W, W_teacher}")
+    embed.add_argument("--d", type=_whole, default=None, help="input dimension of the spectra (default: rank + 1)")
+    embed.add_argument("--alpha", type=_fraction, default=0.5, help="share kept by the split unit, in (0, 1) (default 0.5)")
+    embed.add_argument("--push", type=_fraction, default=1e-2,
+                       help="push along the most negative direction, relative to the largest unit (default 0.01)")
+    embed.set_defaults(handler=_embed)
 
     catalogue = subparsers.add_parser(
         "catalogue", help="critical points found from many random starts",

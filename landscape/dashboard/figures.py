@@ -504,7 +504,9 @@ def spectrum_figure(spectra, labels, n_smallest=3):
 def family_figure(ids, labels, parents, values, colour, colour_title="loss"):
     """The family hierarchy as an icicle (catalogue -> family -> point): size = ``values``, colour = loss.
 
-    An icicle rather than a sunburst: its labels stay horizontal and readable at every level.
+    An icicle rather than a sunburst: its labels stay horizontal and readable at every level
+    (family names are long; on a sunburst they run along thin arcs and shrink past reading on a
+    projector). Labels too small for their box are hidden rather than shrunk (hover shows them).
 
     Parameters
     ----------
@@ -532,10 +534,13 @@ def family_figure(ids, labels, parents, values, colour, colour_title="loss"):
         ids=list(ids), labels=list(labels), parents=list(parents), values=list(values), branchvalues="total",
         marker=dict(colors=list(colour), colorscale="Viridis", colorbar=dict(title=colour_title, thickness=14),
                     line=dict(width=1)),
-        textinfo="label+value", tiling=dict(orientation="h", pad=2), pathbar=dict(visible=True),
+        textinfo="label+value", tiling=dict(orientation="h", pad=2), pathbar=dict(visible=True, textfont=dict(size=16)),
+        # Labels at 16 px (and never shrunk below 13) stay readable on a projector.
+        textfont=dict(size=16), insidetextfont=dict(size=16),
         hovertemplate="%{label}<br>size %{value}<br>" + colour_title + " %{color:.4g}<extra></extra>",
     ))
-    figure.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=520)
+    figure.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=560, uniformtext=dict(minsize=13, mode="hide"),
+                         font=dict(size=16))
     return figure
 
 

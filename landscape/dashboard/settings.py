@@ -206,6 +206,13 @@ PAGE_SETTINGS = {
                      "that of the shipped sweep). Sidebar d: the init dimension of the sidebar."),
         _int("kmin", "from width", 4, 1, MAX_UNITS, "Smallest width on the x axis: M for K = M and K = M + 1, K for M fixed."),
         _int("kmax", "to width", 8, 1, MAX_UNITS, "Largest width on the x axis."),
+        Setting("fseries", "families across", "choice", "K = M", choices=SERIES_CHOICES[:2],
+                help="Catalogues of the shipped sweep followed across widths: K = M, or one student more (K = M + 1)."),
+        Setting("fsaddles", "also families of saddles", "bool", False,
+                help="Off: only families that are a minimum at some width. On: saddles too."),
+        _int("addk", "width K of the minimum", 8, 1, MAX_UNITS, "The catalogue (of the series above) holding the minimum."),
+        Setting("addfam", "family of the minimum", "text", "type A: one teacher missed, one student opposing",
+                help="A family that has a minimum at that width (the list shows them)."),
     ),
     "landscape-map": (
         Setting("joins", "join minima through", "choice", "every saddle followed", choices=JOIN_CHOICES,
