@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from landscape.catalogues.build import _point
+from landscape.catalogues.build import point_record
 from landscape.catalogues.records import Catalogue, CatalogueStatus
 from landscape.catalogues.widths import families_across_widths
 from landscape.commands.main import main
@@ -35,7 +35,7 @@ def _catalogue(K, points, starts):
         candidate = make_candidate(W, teacher, float(np.linalg.norm(gradient_from_weights(W, teacher))), "flow",
                                    gradient_repolish)
         candidate.count = count
-        entries.append(_point(candidate, teacher, K))
+        entries.append(point_record(candidate, teacher, K))
     converged = sum(count for _, count in points)
     return Catalogue(points=tuple(sorted(entries, key=lambda p: p.loss)), starts=starts, seed=0, config=config,
                      regime="gradient_flow", d=K, n_converged=converged, failures={"max_steps": starts - converged},

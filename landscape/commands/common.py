@@ -173,3 +173,34 @@ def point_from_dict(data):
                              f"{W_teacher.shape[1]}")
         return Point(*overlaps_from_weights(W, W_teacher), W=W, W_teacher=W_teacher)
     return Point(matrices["Q"], matrices["R"], matrices["T"])
+
+
+def _where_value(text):
+    """A ``--where`` value: JSON when it parses (numbers, booleans), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_where(items):
+    """``--where NAME=VALUE`` options as a dict (values read as JSON where they parse, else text)."""
+    where = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--where takes NAME=VALUE (e.g. M=6, K-M=0, lr=0.5), got {item!r}")
+        where[name.strip()] = _where_value(value.strip())
+    return where
+
+
+def confidence_level(text):
+    """An argparse ``type`` for a confidence level in (0, 1)."""
+    # ArgumentTypeError keeps this message in argparse's one-line error.
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .reachability import _confidence, _parse_where
+from .common import confidence_level, parse_where
 
 __all__ = ["register"]
 
@@ -15,7 +15,7 @@ def _families(args):
     from ..catalogues.widths import families_across_widths
 
     store = load_store(args.store)
-    where = _parse_where(args.where)
+    where = parse_where(args.where)
     catalogues = store.catalogues(where)
     if not catalogues:
         raise ValueError(f"no done catalogue in {args.store!r} matches {where or 'the store'}")
@@ -40,6 +40,6 @@ def register(subparsers):
     parser.add_argument("--store", required=True, metavar="DIR", help="a sweep store (landscape sweep --store DIR)")
     parser.add_argument("--where", action="append", metavar="NAME=VALUE",
                         help="keep the catalogues with this grid value or config field (repeatable), e.g. K-M=0, M=6")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="level of the intervals (default 0.95)")
+    parser.add_argument("--confidence", type=confidence_level, default=0.95, help="level of the intervals (default 0.95)")
     parser.add_argument("--out", metavar="FILE", help="also save the table (.csv, one row per family and K) or .json")
     parser.set_defaults(handler=_families)

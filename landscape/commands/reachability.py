@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
+from .common import confidence_level, parse_where
+
 __all__ = ["register"]
-
-
-def _where_value(text):
-    """A ``--where`` value: JSON when it parses (numbers, booleans), else the text itself."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _parse_where(items):
-    where = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--where takes NAME=VALUE (e.g. M=6, K-M=0, lr=0.5), got {item!r}")
-        where[name.strip()] = _where_value(value.strip())
-    return where
 
 
 def _reachability(args):
     from ..catalogues.sweep_store import load_store
 
     store = load_store(args.store)
-    curve = store.reachability_curve(parameter=args.by, where=_parse_where(args.where), confidence=args.confidence)
+    curve = store.reachability_curve(parameter=args.by, where=parse_where(args.where), confidence=args.confidence)
     if args.out:
         curve.to_frame().to_csv(Path(args.out), index=False)
     return {
@@ -46,17 +28,6 @@ def _reachability(args):
     }
 
 
-def _confidence(text):
-    # ArgumentTypeError keeps this message in argparse's one-line error.
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
-    return value
-
-
 def register(subparsers):
     """Add the reachability command to the CLI."""
     parser = subparsers.add_parser(
@@ -69,6 +40,6 @@ def register(subparsers):
     parser.add_argument("--by", choices=("K", "lr"), default="K", help="the parameter on the x axis (default K)")
     parser.add_argument("--where", action="append", metavar="NAME=VALUE",
                         help="keep the catalogues with this grid value or config field (repeatable), e.g. M=6, K-M=0")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="level of the intervals (default 0.95)")
+    parser.add_argument("--confidence", type=confidence_level, default=0.95, help="level of the intervals (default 0.95)")
     parser.add_argument("--out", metavar="FILE.csv", help="also save the long table (one row per value and outcome)")
     parser.set_defaults(handler=_reachability)

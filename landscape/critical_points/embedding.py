@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.overlaps import validate_overlaps
-from ..model.loss import gradient_from_weights, loss_from_weights
-from .batch_flow import EndReason, _gradient, _rejection_norms
+from ..kernels.overlaps import embed_overlaps, validate_overlaps
+from ..model.loss import gradient_from_weights, loss_from_weights, rejection_norms
+from .batch_flow import EndReason, unchecked_batch_gradient
 from .families import FAMILY_TOL, classify_point
-from .hessian import embed_overlaps, hessian_spectrum, weight_hessian
+from .hessian import hessian_spectrum, weight_hessian
 from .search import newton_polish, search_critical_points
 from .symmetry import orbit_partition
 
@@ -285,7 +285,7 @@ def _flow_paths(starts, W_teacher, end_losses, t_max=1e4):
     from scipy.integrate import solve_ivp
 
     shape = starts.shape
-    T, teacher_residual = W_teacher @ W_teacher.T, _rejection_norms(W_teacher, W_teacher)
+    T, teacher_residual = W_teacher @ W_teacher.T, rejection_norms(W_teacher, W_teacher)
     first = np.array([loss_from_weights(W, W_teacher) for W in starts])
     targets = end_losses + 1e-4 * np.maximum(first - end_losses, 0.0)
 
@@ -294,7 +294,7 @@ def _flow_paths(starts, W_teacher, end_losses, t_max=1e4):
 
     def velocity(_, y):
         # The batch flow's unchecked gradient: the inputs were checked once, and this runs ~1000 times.
-        return -_gradient(y.reshape(shape), W_teacher, T, teacher_residual).ravel()
+        return -unchecked_batch_gradient(y.reshape(shape), W_teacher, T, teacher_residual).ravel()
 
     def arrived(_, y):
         return float(np.max(losses(y) - targets))

@@ -92,7 +92,7 @@ class FlatManifold:
                    tuple(int(t) for t in data["teachers"]), int(data["dimension"]))
 
 
-def _parallel_groups(W, W_teacher):
+def parallel_groups(W, W_teacher):
     """Groups (of two or more) of student units on one ray, and the teacher each ray is aligned with."""
     from scipy.sparse.csgraph import connected_components
 
@@ -143,7 +143,7 @@ def make_candidate(W, W_teacher, residual, source, repolish):
     its residual, or None: equal shares move the point along the continuum, where the loss and the
     gradient do not change, but the directions inside a group agree only to ``PARALLEL_ANGLE``.
     """
-    groups, teachers = _parallel_groups(W, W_teacher)
+    groups, teachers = parallel_groups(W, W_teacher)
     if groups:
         repolished = repolish(_merged(W, groups), W_teacher, groups, loss_from_weights(W, W_teacher))
         if repolished is not None:

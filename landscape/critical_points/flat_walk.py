@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.loss import gradient_from_weights, loss_from_weights
-from .flat import _parallel_groups
+from .flat import parallel_groups
 from .hessian import embed_overlaps, hessian_spectrum, weight_hessian
 
 __all__ = ["FlatStatus", "FlatPath", "walk_flat_direction"]
@@ -128,7 +128,7 @@ def walk_flat_direction(Q, R, T, *, W=None, W_teacher=None, units=None, samples:
         W, W_teacher = embedding.student, embedding.teacher
     W, W_teacher = np.asarray(W, dtype=float), np.asarray(W_teacher, dtype=float)
     W, W_teacher = np.hstack([W, np.zeros((len(W), 1))]), np.hstack([W_teacher, np.zeros((len(W_teacher), 1))])
-    groups, _ = _parallel_groups(W, W_teacher)
+    groups, _ = parallel_groups(W, W_teacher)
     if units is None:
         if not groups:
             raise ValueError("no two students of the point lie on one ray, so it has no flat segment "
