@@ -105,7 +105,7 @@ def landscape_graph(connected: ConnectedCatalogue, max_index: int | None = None)
     """
     _check_connected(connected, max_index)
     points = connected.catalogue.points
-    edges = []
+    edges: list = []
     for c in connected.connections:
         if max_index is not None and points[c.saddle].index > max_index:
             continue

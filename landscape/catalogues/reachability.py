@@ -9,6 +9,8 @@ Eq. (7.1) of docs/theory.md (Wilson 1927).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,7 +214,7 @@ class ReachabilityCurve:
 SPURIOUS_LABEL = "spurious (all families)"
 
 
-def reachability_curve(catalogues, parameter="K", confidence=0.95):
+def reachability_curve(catalogues: Iterable[Catalogue], parameter: str = "K", confidence: float = 0.95) -> ReachabilityCurve:
     """:func:`reachability` for a list of catalogues, as curves over ``K`` or ``lr``.
 
     Parameters

@@ -7,6 +7,13 @@ returns and what ``landscape catalogue`` writes; :meth:`Catalogue.load_json` rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from typing_extensions import Self
+
 import enum
 import json
 from dataclasses import dataclass
@@ -95,7 +102,7 @@ class CriticalPoint:
     found_by: tuple
     manifold: FlatManifold | None = None
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the format of a point in ``landscape catalogue``)."""
         return {
             "kind": self.kind.value, "loss": float(self.loss), "index": int(self.index), "n_zero": int(self.n_zero),
@@ -108,7 +115,7 @@ class CriticalPoint:
         }
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`.
 
         Raises
@@ -171,7 +178,7 @@ class Catalogue:
     status: CatalogueStatus
     message: str
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (what ``landscape catalogue`` prints)."""
         return {
             "points": [p.to_dict() for p in self.points], "starts": self.starts, "seed": self.seed,
@@ -181,7 +188,7 @@ class Catalogue:
         }
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`.
 
         Raises
@@ -203,12 +210,12 @@ class Catalogue:
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a catalogue: missing or malformed {error!r}") from None
 
-    def save_json(self, path):
+    def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def load_json(cls, path):
+    def load_json(cls, path: str | Path) -> Catalogue:
         """Read a catalogue written by :meth:`save_json`.
 
         Raises
@@ -222,7 +229,7 @@ class Catalogue:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
         return cls.from_dict(data)
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per point (no matrices): kind, loss, index, zero modes, family, basin count, ...
 
         Returns
@@ -245,6 +252,6 @@ class Catalogue:
                    "count", "orbit_size", "gradient_norm", "found_by", "flat_dimension", "manifold"]
         return pd.DataFrame(rows, columns=columns)
 
-    def save_csv(self, path):
+    def save_csv(self, path: str | Path) -> None:
         """Write :meth:`to_frame` as CSV to ``path``."""
         self.to_frame().to_csv(path, index=False)

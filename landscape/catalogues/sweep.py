@@ -8,6 +8,10 @@ Running the same spec again computes only the tasks without a record.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
 import contextlib
 import json
 import logging
@@ -267,8 +271,9 @@ def _check_run_arguments(workers, scheduler, client, retries, progress):
         raise ValueError(f"scheduler must be an address such as 'tcp://10.0.0.5:8786', got {scheduler!r}")
 
 
-def run_sweep(spec, store, *, workers=None, scheduler=None, client=None, function=None, retries=2,
-              retry_failed=False, progress=None):
+def run_sweep(spec: SweepSpec | Mapping[str, Any], store: str | Path, *, workers: int | None = None,
+              scheduler: str | None = None, client: Any = None, function: Callable[..., dict] | None = None,
+              retries: int = 2, retry_failed: bool = False, progress: Callable[..., None] | None = None) -> SweepResult:
     """Compute every task of a sweep that has no record in the store, on Dask.
 
     Parameters

@@ -24,7 +24,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock; one process per store there
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["store_lock", "TaskClaims"]
 

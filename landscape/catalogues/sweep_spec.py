@@ -19,6 +19,9 @@ The store of the results is in :mod:`landscape.catalogues.sweep_store`, the exec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import hashlib
 import json
 from dataclasses import dataclass, field, fields, replace
@@ -217,7 +220,7 @@ class SweepSpec:
     tasks: tuple = field(init=False, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepSpec:
         """Parse and validate a spec; every task config is built, so a bad grid fails here.
 
         Raises
@@ -273,7 +276,7 @@ class SweepSpec:
                 tasks.append(SweepTask(key, point, config, starts, seed, regime, task_seed(seed, key)))
         return tuple(tasks)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary; :meth:`from_dict` of it gives an equal spec."""
         grids = [{key: list(values) for key, values in grid} for grid in self.grids]
         data = {"base": self.base.to_dict(), "grid": grids[0] if len(grids) == 1 else grids,

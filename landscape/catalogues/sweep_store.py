@@ -436,7 +436,7 @@ def _value_of(task, name):
     raise ValueError(f"unknown selection key {name!r}; use a grid key or a config field such as 'K' or 'lr'")
 
 
-def load_store(path):
+def load_store(path: str | Path) -> SweepStore:
     """Read a results store.
 
     Parameters

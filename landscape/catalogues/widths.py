@@ -11,6 +11,12 @@ catalogue's starts with a Wilson interval (:func:`landscape.catalogues.reachabil
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 import enum
 from dataclasses import dataclass
 
@@ -98,7 +104,7 @@ class FamiliesAcrossWidths:
         return {"families": [f.to_dict() for f in self.families], "K": self.K.tolist(), "M": self.M.tolist(),
                 "confidence": self.confidence, "status": self.status.name.lower(), "message": self.message}
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """Long table: one row per family and width."""
         import pandas as pd
 
@@ -127,7 +133,7 @@ def _catalogue_families(catalogue):
     return result
 
 
-def families_across_widths(catalogues, confidence: float = 0.95) -> FamiliesAcrossWidths:
+def families_across_widths(catalogues: Iterable[Catalogue], confidence: float = 0.95) -> FamiliesAcrossWidths:
     """Each family's loss, smallest Hessian eigenvalue, basin fraction and count per width ``K``.
 
     Parameters
@@ -160,7 +166,7 @@ def families_across_widths(catalogues, confidence: float = 0.95) -> FamiliesAcro
     if len(set(widths)) != len(widths):
         pairs = sorted((c.config.K, c.config.M) for c in catalogues)
         raise ValueError(f"two catalogues share a width K (K, M = {pairs}): select one M per K, e.g. --where K-M=0")
-    rows = {}
+    rows: dict = {}
     for catalogue in catalogues:
         for name, (point, count) in _catalogue_families(catalogue).items():
             rows.setdefault(name, []).append((catalogue.config.K, point, count, catalogue.starts))

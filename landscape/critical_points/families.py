@@ -50,6 +50,9 @@ Eq. (6.5) of docs/theory.md: families as isotropy types (Safran & Shamir 2018 fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -301,7 +304,7 @@ def _root_label(catalogue, by):
     return f"lr = {config.lr:g}" if catalogue.regime == "finite_lr" else "lr -> 0"
 
 
-def family_tree(catalogues, by="K"):
+def family_tree(catalogues: Iterable[Any], by: str = "K") -> FamilyTree:
     """Tree of families for one or several catalogues (e.g. one per K, or per learning rate).
 
     Parameters
@@ -342,7 +345,7 @@ def family_tree(catalogues, by="K"):
         losses = [p.loss for p in catalogue.points] or [0.0]
         failed = int(sum(catalogue.failures.values()))
         add(root, root, "", sum(p.count for p in catalogue.points) + failed, min(losses))
-        families = {}
+        families: dict[str, list] = {}
         for number, point in enumerate(catalogue.points):
             families.setdefault(point.family, []).append((number, point))
         for family, members in families.items():

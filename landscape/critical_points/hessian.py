@@ -24,6 +24,10 @@ embedding of the point (``r = dim S``), plus the ``K`` eigenvalues of ``alpha``,
 
 from __future__ import annotations
 
+from typing import Any
+
+from numpy.typing import ArrayLike
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,11 +183,11 @@ class HessianSpectrum:
     gradient_norm: float
 
     @property
-    def n_flat(self):
+    def n_flat(self) -> int:
         """Zero modes that are not rotations (``n_zero - n_symmetry_zero``): flat directions that move ``(Q, R)``."""
         return self.n_zero - self.n_symmetry_zero
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready summary (what ``landscape hessian`` prints)."""
         return {
             "eigenvalues": [float(value) for value in self.eigenvalues],
@@ -280,7 +284,8 @@ def _blocks(student, teacher):
     return span, np.linalg.eigvalsh(0.5 * (alpha + alpha.T)), float(np.linalg.norm(gradient))
 
 
-def hessian_spectrum(Q, R, T, d, W=None, W_teacher=None, zero_tol=1e-9, rank_tol=RANK_TOL):
+def hessian_spectrum(Q: ArrayLike, R: ArrayLike, T: ArrayLike, d: int, W: ArrayLike | None = None,
+                     W_teacher: ArrayLike | None = None, zero_tol: float = 1e-9, rank_tol: float = RANK_TOL) -> HessianSpectrum:
     """Exact spectrum of the Hessian of ``L`` in input dimension ``d``, with multiplicities.
 
     Parameters

@@ -95,7 +95,7 @@ class DemoCaps:
         environ = os.environ if environ is None else environ
         if environ.get(DEMO_VARIABLE, "").strip().lower() not in _TRUE:
             return cls(enabled=False)
-        changes = {}
+        changes: dict = {}
         for name, variable in cls._ENV.items():
             if variable not in environ:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["MAX_UNITS", "RANK_TOL", "Embedding", "check_rank_tol", "check_units", "embed_overlaps", "validate_teacher", "validate_overlaps", "validate_weights"]
 
@@ -18,7 +19,7 @@ MAX_UNITS = 64
 _PSD_TOLERANCE = 1e-9
 
 
-def check_units(name, value, maximum=MAX_UNITS):
+def check_units(name: str, value: object, maximum: int = MAX_UNITS) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if not 1 <= value <= maximum:
@@ -26,7 +27,7 @@ def check_units(name, value, maximum=MAX_UNITS):
     return int(value)
 
 
-def _check_finite_matrix(name, matrix, shape=None):
+def _check_finite_matrix(name: str, matrix: ArrayLike, shape: tuple[int, int] | None = None) -> np.ndarray:
     try:
         array = np.asarray(matrix, dtype=float)
     except (TypeError, ValueError):
@@ -51,7 +52,7 @@ def _check_psd(name, matrix, scale):
         )
 
 
-def validate_teacher(T):
+def validate_teacher(T: ArrayLike) -> np.ndarray:
     """Check a teacher overlap matrix and return it as a float array.
 
     Parameters
@@ -83,7 +84,7 @@ def validate_teacher(T):
     return 0.5 * (T + T.T)
 
 
-def validate_overlaps(Q, R, T):
+def validate_overlaps(Q: ArrayLike, R: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check that ``(Q, R, T)`` are the overlaps of real weight vectors.
 
     Parameters
@@ -115,7 +116,7 @@ def validate_overlaps(Q, R, T):
     return 0.5 * (Q + Q.T), R, T
 
 
-def validate_weights(W, W_teacher, batched=False):
+def validate_weights(W: ArrayLike, W_teacher: ArrayLike, batched: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Check student and teacher weights and return them as float arrays.
 
     Parameters

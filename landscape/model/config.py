@@ -7,6 +7,12 @@ term, label noise, the initialisation and the time horizon.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 import base64
 import json
 import math
@@ -122,7 +128,7 @@ class TeacherSpec:
         if self.kind == "block" and not self.block_sizes:
             raise ValueError("a block teacher needs block_sizes, e.g. [2, 2]")
 
-    def matrix(self, M):
+    def matrix(self, M: int) -> np.ndarray:
         """The teacher overlap matrix for ``M`` units.
 
         Parameters
@@ -163,17 +169,17 @@ class TeacherSpec:
         "matrix": ("T",),
     }
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary holding only the fields this kind uses."""
         used = self.USED[self.kind]
-        data = {"kind": self.kind}
+        data: dict[str, Any] = {"kind": self.kind}
         for key in used:
             value = getattr(self, key)
             data[key] = [list(row) for row in value] if key == "T" else (list(value) if key == "block_sizes" else value)
         return data
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build from a dictionary such as ``{"kind": "orthonormal"}``.
 
         Raises
@@ -222,14 +228,14 @@ class InitSpec:
             object.__setattr__(self, "Q", _matrix_tuple("init Q", self.Q))
             object.__setattr__(self, "R", _matrix_tuple("init R", self.R))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary holding only the fields this kind uses."""
         if self.kind == "overlaps":
-            return {"kind": "overlaps", "Q": [list(r) for r in self.Q], "R": [list(r) for r in self.R]}
+            return {"kind": "overlaps", "Q": [list(r) for r in self.Q or ()], "R": [list(r) for r in self.R or ()]}
         return {"kind": "random", "d": self.d, "seed": self.seed, "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build from a dictionary such as ``{"kind": "random", "d": 1000, "seed": 0}``.
 
         Raises
@@ -291,15 +297,15 @@ class RunConfig:
             if np.array(self.init.Q).shape[0] != self.K:
                 raise ValueError(f"init Q has {np.array(self.init.Q).shape[0]} rows but K = {self.K}")
 
-    def teacher_matrix(self):
+    def teacher_matrix(self) -> np.ndarray:
         """Teacher overlap matrix ``T``, shape (M, M)."""
         return self.teacher.matrix(self.M)
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the format of ``landscape flow --config``)."""
         data = asdict(self)
         data["teacher"] = self.teacher.to_dict()
@@ -308,7 +314,7 @@ class RunConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build and validate from a dictionary.
 
         Raises
@@ -324,12 +330,12 @@ class RunConfig:
         data["init"] = InitSpec.from_dict(data.get("init", {"kind": "random"}))
         return cls(**data)
 
-    def to_json(self):
+    def to_json(self) -> str:
         """Compact JSON text."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text: str) -> RunConfig:
         """Parse JSON text.
 
         Raises
@@ -348,13 +354,13 @@ class RunConfig:
             raise ValueError("config is nested too deeply to be a run config") from None
         return cls.from_dict(data)
 
-    def to_share_string(self):
+    def to_share_string(self) -> str:
         """URL-safe string that :meth:`from_share_string` turns back into this config."""
         packed = zlib.compress(self.to_json().encode(), 9)
         return _SHARE_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 
     @classmethod
-    def from_share_string(cls, text):
+    def from_share_string(cls, text: str) -> RunConfig:
         """Decode a share string.
 
         Raises

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
 import numpy as np
 
 from ..kernels.overlaps import validate_teacher
@@ -87,7 +92,7 @@ def initial_weights(config, d=None, seed=None):
     return random_student_weights(config.K, d, config.init.scale, rng), W_teacher
 
 
-def initial_overlaps(config):
+def initial_overlaps(config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     """Initial ``(Q, R)`` of a configuration.
 
     Parameters

@@ -16,6 +16,8 @@ and are the hot path; the public entry points check their input once.
 
 from __future__ import annotations
 
+from numpy.typing import ArrayLike
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,7 +247,7 @@ def gradient_norm_from_overlaps(Q, R, T):
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def population_loss(Q, R, T):
+def population_loss(Q: ArrayLike, R: ArrayLike, T: ArrayLike) -> float:
     """Population loss of the student with overlaps ``(Q, R)`` against teacher ``T``.
 
     Parameters
@@ -271,7 +273,7 @@ def population_loss(Q, R, T):
     return float(loss_from_overlaps(Q, R, T))
 
 
-def loss_gradient_norm(Q, R, T):
+def loss_gradient_norm(Q: ArrayLike, R: ArrayLike, T: ArrayLike) -> float:
     """Frobenius norm of the weight-space gradient at overlaps ``(Q, R, T)``.
 
     Parameters
@@ -293,7 +295,7 @@ def loss_gradient_norm(Q, R, T):
     return float(gradient_norm_from_overlaps(Q, R, T))
 
 
-def overlaps_from_weights(W, W_teacher):
+def overlaps_from_weights(W: ArrayLike, W_teacher: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlaps ``Q = W W^T``, ``R = W W*^T``, ``T = W* W*^T`` of normalised weights.
 
     Parameters
@@ -337,7 +339,7 @@ def loss_from_weights(W, W_teacher):
     return float(loss_from_overlaps(Q, R, T, PairResiduals.from_weights(*validate_weights(W, W_teacher))))
 
 
-def gradient_from_weights(W, W_teacher):
+def gradient_from_weights(W: ArrayLike, W_teacher: ArrayLike) -> np.ndarray:
     """Gradient of the population loss with respect to the student rows.
 
     Parameters
