@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from landscape.catalogues.build import build_catalogue
-from landscape.model.config import InitSpec, RunConfig
 from landscape.catalogues.reachability import reachability
+from landscape.model.config import InitSpec, RunConfig
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 

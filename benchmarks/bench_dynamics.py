@@ -18,9 +18,9 @@ import time
 import numpy as np
 
 from landscape import InitSpec, RunConfig, initial_overlaps, integrate_ode, run_flow, simulate_sgd
-from landscape.dynamics.ode import compile_ode, ode_velocity
 from landscape.dynamics.compiled_flow import flow_model, velocity
 from landscape.dynamics.fourpoint_flow import carried_four_point
+from landscape.dynamics.ode import compile_ode, ode_velocity
 
 
 def _best_time(function, repeat=5, number=20):

@@ -188,25 +188,6 @@ def test_theory_page():
 CATALOGUE_LINK = {"K": "3", "M": "3", "starts": "8", "tmax": "30"}
 
 
-@pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    """A small catalogue standing in for assets/catalogue_default.json (built here, never committed)."""
-    from landscape.catalogues.build import build_catalogue
-    from landscape.model.config import InitSpec, RunConfig
-
-    config = RunConfig(K=3, M=3, eta2=False, t_max=30.0, init=InitSpec(d=1000, seed=0, scale=1.0))
-    catalogue = build_catalogue(config, starts=8, seed=0)
-    path = tmp_path_factory.mktemp("assets") / "catalogue.json"
-    catalogue.save_json(path)
-    return path, catalogue
-
-
-@pytest.fixture
-def with_shipped(shipped, monkeypatch):
-    monkeypatch.setenv("LANDSCAPE_CATALOGUE", str(shipped[0]))
-    return shipped[1]
-
-
 def test_critical_points_page_shows_the_shipped_catalogue(with_shipped):
     at = _app({**CATALOGUE_LINK, "point": "1"}, page="critical-points")
     _assert_clean(at)

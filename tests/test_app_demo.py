@@ -7,8 +7,7 @@ a red page or a silently wrong view.
 import json
 
 import pytest
-
-from test_app import CATALOGUE_LINK, FAST, _app, _assert_clean, _figures, _texts, shipped, with_shipped  # noqa: F401
+from test_app import CATALOGUE_LINK, FAST, _app, _assert_clean, _figures, _texts
 
 
 def test_caps_do_not_apply_outside_demo_mode(monkeypatch):

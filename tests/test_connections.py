@@ -15,7 +15,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import minimize
 
 from landscape.catalogues.build import build_catalogue
-from landscape.catalogues.connections import ConnectedCatalogue, ConnectOptions, ConnectionStatus, connect_catalogue
+from landscape.catalogues.connections import ConnectedCatalogue, ConnectionStatus, ConnectOptions, connect_catalogue
 from landscape.catalogues.disconnectivity import disconnectivity_tree, landscape_graph
 from landscape.catalogues.records import Catalogue, PointKind
 from landscape.critical_points.hessian import embed_overlaps
@@ -129,7 +129,7 @@ def test_every_index1_saddle_of_a_six_unit_catalogue_is_connected(connected6):
 def test_the_saddle_out_of_the_spurious_minimum_descends_where_an_independent_flow_goes(connected6):
     # The short version of the next test: the index-1 saddle whose descents reach the spurious minimum.
     points = connected6.catalogue.points
-    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("1 teacher missed"))
+    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("type A"))
     connection = next(c for c in connected6.connections if spurious in c.ends and points[c.saddle].index == 1)
     _assert_same_ends(connected6, connection, connected6.catalogue.config.teacher_matrix())
 
@@ -155,7 +155,7 @@ def test_climbed_saddles_are_index1_critical_points_that_join_the_spurious_minim
         assert np.sum(eigenvalues < -1e-6) == 1 and points[i].index == 1
     # Safran & Shamir's spurious minimum (one teacher missed) is not isolated: an index-1 saddle
     # leads from it to the global minimum, and the tree joins the two at that saddle's loss.
-    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("1 teacher missed"))
+    spurious = next(i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM and p.family.startswith("type A"))
     tree = disconnectivity_tree(connected6, max_index=1)
     level = tree.merge_level(0, spurious)
     assert np.isfinite(level) and points[spurious].loss < level

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
 from test_browser import _free_port, _wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_families import _type_a
 
 from landscape.catalogues.sweep_store import load_store
 from landscape.commands.main import main
@@ -18,8 +19,6 @@ from landscape.critical_points.embedding import add_student, split_unit
 from landscape.critical_points.families import TYPE_A
 from landscape.critical_points.hessian import embed_overlaps, weight_hessian
 from landscape.model.loss import gradient_from_weights, loss_from_weights
-
-from test_families import _type_a
 
 STORE = Path(__file__).resolve().parents[1] / "assets" / "sweep_default"
 

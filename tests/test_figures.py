@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from landscape.critical_points.hessian import hessian_spectrum
 from landscape.dashboard import phase_path
 from landscape.dashboard.figures import (
     LOSS_TITLE,
@@ -21,7 +22,6 @@ from landscape.dashboard.figures import (
     reachability_figure,
     spectrum_figure,
 )
-from landscape.critical_points.hessian import hessian_spectrum
 from landscape.dynamics.trajectory import FlowStatus, Trajectory
 
 

@@ -15,8 +15,13 @@ from scipy import special
 from scipy.stats import multivariate_normal
 
 from landscape.kernels.fourpoint import _RULE_RELU4, finite_lr_expectation, relu_four_point
-from landscape.kernels.orthant import RULE_SMOOTH, path_moments
-from landscape.kernels.orthant import orthant_probability_2, orthant_probability_3, orthant_probability_4
+from landscape.kernels.orthant import (
+    RULE_SMOOTH,
+    orthant_probability_2,
+    orthant_probability_3,
+    orthant_probability_4,
+    path_moments,
+)
 
 MC_SAMPLES = 2_000_000
 MC_SIGMAS = 5.0

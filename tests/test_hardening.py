@@ -15,7 +15,7 @@ import pytest
 from landscape import RunConfig
 from landscape.catalogues.sweep_claims import TaskClaims
 from landscape.catalogues.sweep_spec import SweepSpec
-from landscape.catalogues.sweep_store import open_store, load_store
+from landscape.catalogues.sweep_store import load_store, open_store
 from landscape.commands.main import main
 from landscape.dashboard import check_query, parse_rows
 from landscape.dashboard.settings import PAGE_SETTINGS, SIDEBAR_SETTINGS

@@ -8,7 +8,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from test_browser import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent

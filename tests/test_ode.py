@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from landscape.model.config import InitSpec, RunConfig
-from landscape.model.initialisation import initial_weights
-from landscape.model.loss import gradient_from_weights
 from landscape.dynamics.ode import integrate_ode, ode_velocity, run_flow
 from landscape.dynamics.sgd import simulate_sgd
 from landscape.dynamics.trajectory import FlowStatus
+from landscape.model.config import InitSpec, RunConfig
+from landscape.model.initialisation import initial_weights
+from landscape.model.loss import gradient_from_weights
 
 
 def test_eta2_off_is_gradient_flow_in_weight_space():
@@ -105,8 +105,8 @@ def test_non_psd_start_is_rejected():
 def test_sgd_data_stream_is_independent_of_the_student_draw():
     # Regression: simulate_sgd seeded its data with default_rng(seed); with seed == init.seed
     # the first inputs were exactly the student's initial weight rows (scaled), a correlated start.
-    from landscape.model.initialisation import initial_weights
     from landscape.dynamics.sgd import _data_stream
+    from landscape.model.initialisation import initial_weights
 
     config = RunConfig(K=2, M=2, lr=0.1, eta2=False, t_max=0.01,
                        init=InitSpec(kind="random", d=50, seed=7, scale=1.0))

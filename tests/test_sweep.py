@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from landscape import InitSpec, RunConfig, run_flow
-from landscape.commands.main import main
 from landscape.catalogues.sweep import execute_task, run_sweep
 from landscape.catalogues.sweep_spec import RECORD_FORMAT, SweepSpec, load_spec
 from landscape.catalogues.sweep_store import SweepStatus, TaskStatus, load_store
+from landscape.commands.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"K": 2, "M": 2, "lr": 1.0, "eta2": False, "t_max": 20.0, "init": {"kind": "random", "d": 4, "seed": 0, "scale": 0.5}}

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from landscape.model.config import InitSpec, RunConfig, TeacherSpec
 from landscape.kernels.overlaps import validate_overlaps, validate_teacher
+from landscape.model.config import InitSpec, RunConfig, TeacherSpec
 from landscape.model.teacher import block_teacher, equicorrelated_teacher, random_teacher
 
 

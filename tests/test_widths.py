@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from test_families import _published_losses, _type_a
 
 from landscape.catalogues.build import point_record
 from landscape.catalogues.records import Catalogue, CatalogueStatus
@@ -20,8 +21,6 @@ from landscape.critical_points.families import TYPE_A
 from landscape.critical_points.flat import gradient_repolish, make_candidate
 from landscape.model.config import InitSpec, RunConfig
 from landscape.model.loss import gradient_from_weights
-
-from test_families import _published_losses, _type_a
 
 STORE = Path(__file__).resolve().parents[1] / "assets" / "sweep_default"
 

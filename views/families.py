@@ -3,13 +3,13 @@
 import pandas as pd
 import streamlit as st
 
+from landscape.catalogues.reachability import reachability_curve
 from landscape.catalogues.widths import families_across_widths
 from landscape.critical_points.embedding import add_student
 from landscape.critical_points.families import family_tree
 from landscape.dashboard import leaf_counts, series_configs, setting
 from landscape.dashboard.family_figures import escape_figure, families_across_figure
 from landscape.dashboard.figures import family_figure, reachability_figure, spectrum_figure
-from landscape.catalogues.reachability import reachability_curve
 from views import common
 
 _OFFSET = {"K = M": 0, "K = M + 1": 1}

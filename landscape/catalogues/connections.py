@@ -31,11 +31,11 @@ from ..critical_points.batch_flow import (
     DIVERGENCE_NORM,
     EndReason,
     locally_convex,
-    unchecked_batch_gradient,
     rk_step,
     row_norms,
+    unchecked_batch_gradient,
 )
-from ..critical_points.flat import same_point, gradient_repolish, make_candidate
+from ..critical_points.flat import gradient_repolish, make_candidate, same_point
 from ..critical_points.hessian import weight_hessian
 from ..critical_points.search import newton_polish
 from ..critical_points.transition import climb_to_saddle

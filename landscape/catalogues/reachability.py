@@ -10,7 +10,6 @@ Eq. (7.1) of docs/theory.md (Wilson 1927).
 from __future__ import annotations
 
 from collections.abc import Iterable
-
 from dataclasses import dataclass
 
 import numpy as np

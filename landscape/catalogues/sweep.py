@@ -8,10 +8,6 @@ Running the same spec again computes only the tasks without a record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
-
 import contextlib
 import json
 import logging
@@ -19,8 +15,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from .build import build_catalogue
 from .sweep_claims import TaskClaims
@@ -29,12 +28,12 @@ from .sweep_store import (
     RECORDS_FOLDER,
     SweepStore,
     TaskStatus,
+    load_store,
     open_store,
     read_records,
     record_dict,
     remove_stale_temporaries,
     write_atomic,
-    load_store,
 )
 
 __all__ = [

@@ -19,19 +19,18 @@ The store of the results is in :mod:`landscape.catalogues.sweep_store`, the exec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .build import MAX_STARTS, REGIMES
 from ..model.config import InitSpec, RunConfig, TeacherSpec
+from .build import MAX_STARTS, REGIMES
 
 __all__ = [
     "RECORD_FORMAT",

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import Catalogue, PointKind
 from ..model.config import RunConfig
 from .reachability import reachability, reachability_curve
+from .records import Catalogue, PointKind
 from .sweep_claims import store_lock
 from .sweep_spec import RECORD_FORMAT, SUB_SPECS, TASK_KEYS, SweepSpec, SweepTask, canonical_json
 

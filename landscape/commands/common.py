@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..kernels.overlaps import validate_overlaps
 from ..model.config import RunConfig
 from ..model.loss import overlaps_from_weights
-from ..kernels.overlaps import validate_overlaps
 
 __all__ = ["read_json", "read_config", "read_point", "point_from_dict", "parse_json_text", "Point", "bounded_int", "bounded_float",
            "MAX_INPUT_BYTES"]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from ..dynamics.ode import MAX_OUTPUT_POINTS, run_flow
+from ..dynamics.sgd import simulate_sgd
 from ..model.loss import (
     PairResiduals,
     gradient_from_weights,
     gradient_norm_from_overlaps,
     loss_from_overlaps,
 )
-from ..dynamics.ode import run_flow
-from ..dynamics.sgd import simulate_sgd
-from ..dynamics.ode import MAX_OUTPUT_POINTS
 from .common import bounded_float, bounded_int, read_config, read_point
 
 __all__ = ["register"]

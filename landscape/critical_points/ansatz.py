@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batch_flow import check_positive, project
 from ..kernels.overlaps import validate_teacher
+from .batch_flow import check_positive, project
 
 __all__ = [
     "integer_partitions",

@@ -51,9 +51,8 @@ Eq. (6.5) of docs/theory.md: families as isotropy types (Safran & Shamir 2018 fo
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch_flow import DIVERGENCE_NORM, EndReason, check_positive, rk_step
-from ..kernels.fourpoint import unchecked_finite_lr_expectation
-from ..model.loss import PairResiduals, gradient_coefficients
 from ..dynamics.ode import integrate_ode, ode_velocity
+from ..kernels.fourpoint import unchecked_finite_lr_expectation
+from ..kernels.overlaps import validate_overlaps
 from ..model.config import require_run_config
+from ..model.loss import PairResiduals, gradient_coefficients
+from .batch_flow import DIVERGENCE_NORM, EndReason, check_positive, rk_step
 from .hessian import hessian_spectrum
 from .parallel import chunked, run_chunks
-from ..kernels.overlaps import validate_overlaps
 
 __all__ = [
     "FixedPointResult",

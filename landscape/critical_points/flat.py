@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .search import newton_polish
-from .fixed_points import ode_residual
 from ..model.loss import gradient_from_weights, loss_from_weights
+from .fixed_points import ode_residual
+from .search import newton_polish
 from .symmetry import same_orbit
 
 __all__ = [

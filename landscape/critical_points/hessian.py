@@ -24,17 +24,15 @@ embedding of the point (``r = dim S``), plus the ``K`` eigenvalues of ``alpha``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from numpy.typing import ArrayLike
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from ..kernels.gaussian import TINY
-from ..model.loss import PairResiduals, gradient_coefficients
 from ..kernels.overlaps import RANK_TOL, Embedding, check_rank_tol, embed_overlaps, validate_overlaps, validate_weights
+from ..model.loss import PairResiduals, gradient_coefficients
 
 __all__ = ["Embedding", "embed_overlaps", "weight_hessian", "HessianSpectrum", "hessian_spectrum"]
 

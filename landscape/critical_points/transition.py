@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.loss import gradient_from_weights
 from .batch_flow import DEAD_NORM, check_batch, check_positive, row_norms
 from .hessian import weight_hessian
 from .search import newton_polish
-from ..model.loss import gradient_from_weights
 
 __all__ = ["ClimbStatus", "ClimbResult", "climb_to_saddle"]
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .gaussian import relu_kernel
 from .orthant import (
     PAIRS,
     RULE_SMOOTH,
@@ -37,15 +38,14 @@ from .orthant import (
     gather,
     merge_duplicates,
     orthant_from_moments,
-    unchecked_orthant_probability_2,
-    unchecked_orthant_probability_3,
     path_moments,
     sqrt_one_minus_square,
     stable_order,
     standardise,
     tanh_sinh_rule,
+    unchecked_orthant_probability_2,
+    unchecked_orthant_probability_3,
 )
-from .gaussian import relu_kernel
 from .overlaps import validate_overlaps
 
 __all__ = ["relu_four_point", "finite_lr_expectation"]
