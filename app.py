@@ -28,7 +28,7 @@ from landscape.dashboard import (
     resize_matrix_text,
     setting,
 )
-from views.common import STATE_KEY, DashboardState, widget
+from views.common import STATE_KEY, DashboardState, start_compiler, widget
 
 PAGES = {
     "flows": st.Page("views/flows.py", title="Flows", icon=":material/timeline:", url_path="flows", default=True),
@@ -175,6 +175,7 @@ def _share(box, current, page):
 
 def main():
     st.set_page_config(page_title="landscape", page_icon="⛰️", layout="wide")
+    start_compiler()  # in the background: pages never wait for numba
     navigation = st.navigation(list(PAGES.values()))
     page = next((key for key, item in PAGES.items() if item is navigation), "flows")
     _apply_resets()

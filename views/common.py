@@ -21,7 +21,8 @@ from landscape.model.config import InitSpec, RunConfig
 from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
 from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum
 from landscape.model.initialisation import initial_overlaps
-from landscape.dynamics.ode import compile_ode, integrate_ode, run_flow
+from landscape.dynamics.ode import integrate_ode, run_flow
+from landscape.dynamics.warmup import compiled_solver_ready, start_background_compilation
 from landscape.dynamics.sgd import simulate_sgd
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
@@ -124,20 +125,20 @@ def with_seed(config, seed):
 
 
 @st.cache_resource(show_spinner=False)
-def _compile_solver():
-    compile_ode()
-    return True
+def start_compiler():
+    """Start compiling the ODE solver in a background process, once per server process.
 
-
-def compiled_solver():
-    """Compile the ODE solver once per server process, saying so while it takes time.
-
-    numba compiles it on the first start on a machine (about 40 seconds) and caches it on
-    disk; later server starts load it in about a second.
+    Nobody waits for it: until numba's disk cache is filled (30-45 s on a fresh install, once
+    per machine) flows are integrated by the numpy solver, with the same results.
     """
-    with st.spinner("Preparing the compiled ODE solver: about 40 seconds on the first start on this "
-                    "machine, then cached..."):
-        _compile_solver()
+    return start_background_compilation()
+
+
+def solver_note():
+    """A caption while the numpy solver stands in for the compiled one (nothing once it is ready)."""
+    if not compiled_solver_ready():
+        st.caption("The compiled ODE solver is being prepared in the background (about half a minute, once per "
+                   "machine); meanwhile scipy's solver integrates, to the same tolerances and with the same results.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -113,7 +113,6 @@ def main():
         f"K = {config.K} students, M = {config.M} teachers ({config.teacher.kind}), learning rate {config.lr:g}, "
         f"{'with' if config.eta2 else 'without'} the η² term, noise {config.noise:g}, t_max = {config.t_max:g}."
     )
-    common.compiled_solver()
     spinner = ("Integrating the ODE with the η² term (a second or two if it converges onto the teacher)..."
                if config.eta2 else "Integrating the ODE...")
     with st.spinner(spinner):
@@ -121,6 +120,7 @@ def main():
     if run is None:
         return
     _status(run)
+    common.solver_note()
     overlay = _sgd_overlay(current, config)
     if overlay is not None:
         _status(overlay)
