@@ -3,6 +3,7 @@
 import streamlit as st
 
 from landscape.dashboard import phase_path, phase_point
+from landscape.dashboard.run_summary import loss_curve_caption
 from landscape.dashboard.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
 from landscape.critical_points.hessian import hessian_spectrum
 from views import common
@@ -129,6 +130,7 @@ def main():
         st.subheader("Loss")
         common.chart(loss_figure([run] + ([overlay] if overlay is not None else []),
                                     ["ODE (d → ∞)"] + ([overlay.method] if overlay is not None else [])), key="loss")
+        st.caption(f"ODE: {loss_curve_caption(run)}")
         st.subheader("Overlaps over time")
         common.chart(overlaps_figure(run, overlay), key="overlaps")
         if overlay is not None:
