@@ -130,20 +130,37 @@ def _serve(folder: Path, port: int) -> tuple[subprocess.Popen, float]:
     raise TimeoutError("streamlit did not answer within two minutes")
 
 
-def _page_seconds(browser, port: int, screenshot: Path | None) -> float:
-    """Seconds from the first request to a complete Flows page (all figures drawn, nothing running)."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _page_seconds(browser, port: int, screenshot: Path | None) -> tuple[float, float, float]:
+    """Seconds from the first request to the page title, to the first figure, and to a complete Flows page.
+
+    Complete: every figure drawn and nothing running (no spinner, no "Running..." widget).
+    """
     page = browser.new_context(viewport={"width": 1440, "height": 2000}).new_page()
     start = time.perf_counter()
     page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("h1:has-text('Flows')", timeout=180_000)
+    title = time.perf_counter() - start
+    first_figure = None
     busy = '[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-testid="stSkeleton"]'
     while time.perf_counter() - start < 180:
-        drawn = page.locator(".js-plotly-plot .main-svg").count() >= FLOWS_FIGURES
-        if drawn and page.locator(busy).count() == 0:
+        drawn = page.locator(".js-plotly-plot .main-svg").count()
+        if drawn and first_figure is None:
+            first_figure = time.perf_counter() - start
+        if drawn >= FLOWS_FIGURES and page.locator(busy).count() == 0:
             elapsed = time.perf_counter() - start
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
             page.context.close()
-            return elapsed
+            return title, first_figure, elapsed
         page.wait_for_timeout(100)
     raise TimeoutError("the Flows page was not complete within three minutes")
 
@@ -161,12 +178,17 @@ def _page_rows(folder: Path, port: int, screenshots: Path | None) -> list:
                 server, started = _serve(folder, port)
                 try:
                     shot = None if screenshots is None else screenshots / f"cold_start_{'empty' if clear else 'filled'}.png"
-                    seconds = _page_seconds(browser, port, shot)
+                    cpu = _cpu_seconds(server.pid)
+                    title, first, seconds = _page_seconds(browser, port, shot)
+                    cpu = _cpu_seconds(server.pid) - cpu
                 finally:
                     server.terminate()
                     server.wait(timeout=30)
                 rows.append((f"`streamlit run app.py` until it answers, {label}", started))
-                rows.append((f"first request to a complete Flows page (4 figures), {label}", seconds))
+                rows.append((f"  first request to the page title, {label}", title))
+                rows.append((f"  first request to the first figure, {label}", first))
+                rows.append((f"  first request to a complete Flows page (4 figures), {label}", seconds))
+                rows.append((f"  CPU seconds of the server process for that page, {label}", cpu))
                 if clear:
                     rows.append(("background compilation after the server start, until the cache is filled",
                                  started + seconds + _wait_for_compiler(folder)))
@@ -179,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8602)
     parser.add_argument("--no-page", action="store_true", help="skip the streamlit + Chromium rows")
+    parser.add_argument("--page-only", action="store_true", help="only the streamlit + Chromium rows")
     parser.add_argument("--screenshots", type=Path, default=ROOT / "tests" / "artifacts" / "screenshots")
     args = parser.parse_args()
     dashboard = {"eta2": False}  # the dashboard's default settings (the sidebar has the eta^2 term off)
@@ -186,36 +209,47 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as parent:
         folder = _fresh_copy(Path(parent))
-        imported, wall = _flow(folder, dashboard)
-        rows.append(("import landscape (fresh process)", imported["import"]))
-        rows.append((f"first flow, dashboard default (eta2 off), empty cache: numpy solver ({imported['message']})",
-                     imported["flow"]))
-        rows.append(("  the same, whole process (python start, import, flow)", wall))
-        rows.append(("background compilation started by that flow, until the cache is filled",
-                     wall + _wait_for_compiler(folder)))
-        warm, wall = _flow(folder, dashboard)
-        rows.append((f"first flow, dashboard default, filled cache: compiled solver (ready: {warm['ready']})", warm["flow"]))
-        _clear_cache(folder)
-        cold, wall = _flow(folder, library)
-        rows.append((f"first flow, RunConfig() default (eta2 on), empty cache: numpy solver ({cold['message']})",
-                     cold["flow"]))
-        rows.append(("  the same, whole process", wall))
-        _wait_for_compiler(folder)
-        warm, _ = _flow(folder, library)
-        rows.append((f"first flow, RunConfig() default (eta2 on), filled cache: compiled solver (ready: {warm['ready']})",
-                     warm["flow"]))
-        _clear_cache(folder)
-        rows.append(("old behaviour: compile_ode() in the foreground, empty cache",
-                     float(_python(folder, _COMPILE)[0])))
-        _clear_cache(folder)
-        rows.append(("option 'compile less': the right-hand side alone, empty cache", float(_python(folder, _LIGHT)[0])))
-        _clear_cache(folder)
+        if not args.page_only:
+            rows += _flow_rows(folder, dashboard, library)
         if not args.no_page:
-            screenshots = args.screenshots if args.screenshots.parent.is_dir() else None
-            if screenshots is not None:
-                screenshots.mkdir(parents=True, exist_ok=True)
-            rows += _page_rows(folder, args.port, screenshots)
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+            rows += _page_rows(folder, args.port, args.screenshots)
         _wait_for_compiler(folder)
+    _print(rows)
+
+
+def _flow_rows(folder: Path, dashboard: dict, library: dict) -> list:
+    """Import and first flows in fresh processes, each from an empty cache unless it says filled."""
+    rows = []
+    imported, wall = _flow(folder, dashboard)
+    rows.append(("import landscape (fresh process)", imported["import"]))
+    rows.append((f"first flow, dashboard default (eta2 off), empty cache: numpy solver ({imported['message']})",
+                 imported["flow"]))
+    rows.append(("  the same, whole process (python start, import, flow)", wall))
+    rows.append(("background compilation started by that flow, until the cache is filled",
+                 wall + _wait_for_compiler(folder)))
+    warm, wall = _flow(folder, dashboard)
+    rows.append((f"first flow, dashboard default, filled cache: compiled solver (ready: {warm['ready']})", warm["flow"]))
+    _clear_cache(folder)
+    cold, wall = _flow(folder, library)
+    rows.append((f"first flow, RunConfig() default (eta2 on), empty cache: numpy solver ({cold['message']})",
+                 cold["flow"]))
+    rows.append(("  the same, whole process", wall))
+    _wait_for_compiler(folder)
+    warm, _ = _flow(folder, library)
+    rows.append((f"first flow, RunConfig() default (eta2 on), filled cache: compiled solver (ready: {warm['ready']})",
+                 warm["flow"]))
+    _clear_cache(folder)
+    rows.append(("old behaviour: compile_ode() in the foreground, empty cache",
+                 float(_python(folder, _COMPILE)[0])))
+    _clear_cache(folder)
+    rows.append(("option 'compile less': the right-hand side alone, empty cache", float(_python(folder, _LIGHT)[0])))
+    _clear_cache(folder)
+    return rows
+
+
+
+def _print(rows: list) -> None:
     width = max(len(label) for label, _ in rows)
     print(f"| {'measurement'.ljust(width)} | seconds |")
     print(f"| {'-' * width} | --- |")

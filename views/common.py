@@ -128,8 +128,9 @@ def with_seed(config, seed):
 def start_compiler():
     """Start compiling the ODE solver in a background process, once per server process.
 
-    Nobody waits for it: until numba's disk cache is filled (30-45 s on a fresh install, once
-    per machine) flows are integrated by the numpy solver, with the same results.
+    Nobody waits for it: until numba's disk cache is filled (once per machine: 30 s on an idle
+    2-core machine, minutes on a loaded one) flows are integrated by the numpy solver, with the
+    same results.
     """
     return start_background_compilation()
 
@@ -137,8 +138,8 @@ def start_compiler():
 def solver_note():
     """A caption while the numpy solver stands in for the compiled one (nothing once it is ready)."""
     if not compiled_solver_ready():
-        st.caption("The compiled ODE solver is being prepared in the background (about half a minute, once per "
-                   "machine); meanwhile scipy's solver integrates, to the same tolerances and with the same results.")
+        st.caption("The compiled ODE solver is being prepared in the background (once per machine); meanwhile "
+                   "scipy's solver integrates, with the same method and tolerances and the same results.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
