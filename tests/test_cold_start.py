@@ -139,6 +139,7 @@ def test_flows_page_complete_while_the_compiled_solver_is_not_ready(monkeypatch)
         monkeypatch.setattr(module, "compiled_solver_ready", lambda: False)
     monkeypatch.setattr(ode, "start_background_compilation", lambda: False)
     monkeypatch.setattr(views.common, "start_background_compilation", lambda: False)
+    monkeypatch.setattr(views.common, "background_compilation_running", lambda: True)
     monkeypatch.setattr(ode, "solve_compiled", None)  # would raise TypeError if called
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.query_params["K"], at.query_params["M"], at.query_params["runs"], at.query_params["tmax"] = "3", "3", "2", "300"

@@ -22,7 +22,11 @@ from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
 from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum
 from landscape.model.initialisation import initial_overlaps
 from landscape.dynamics.ode import integrate_ode, run_flow
-from landscape.dynamics.warmup import compiled_solver_ready, start_background_compilation
+from landscape.dynamics.warmup import (
+    background_compilation_running,
+    compiled_solver_ready,
+    start_background_compilation,
+)
 from landscape.dynamics.sgd import simulate_sgd
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
@@ -137,9 +141,14 @@ def start_compiler():
 
 def solver_note():
     """A caption while the numpy solver stands in for the compiled one (nothing once it is ready)."""
-    if not compiled_solver_ready():
+    if compiled_solver_ready():
+        return
+    if background_compilation_running():
         st.caption("The compiled ODE solver is being prepared in the background (once per machine); meanwhile "
                    "scipy's solver integrates, with the same method and tolerances and the same results.")
+    else:
+        st.caption("The compiled ODE solver could not be prepared (run `python -m landscape.dynamics.warmup` to see "
+                   "why); scipy's solver integrates, with the same results, slower with the η² term.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
