@@ -62,7 +62,8 @@ def compiled_solver_ready() -> bool:
     """Whether the compiled ODE solver runs without compiling (loaded, or in numba's disk cache).
 
     Cheap (reads numba's small index files; imports numba the first time, ~0.3 s) and never
-    compiles. Once True it stays True for the process.
+    compiles. False while a background compilation is under way; once True it stays True for
+    the process.
 
     Returns
     -------
@@ -73,6 +74,9 @@ def compiled_solver_ready() -> bool:
     global _ready
     if _ready:
         return True
+    if background_compilation_running():
+        # Its index files fill up one function and signature at a time: wait for the whole set.
+        return False
     try:
         from . import compiled_flow, dop853
 
@@ -131,6 +135,8 @@ def start_background_compilation() -> bool:
 
 def _main(argv: list[str]) -> int:
     background = "--background" in argv
+    if compiled_solver_ready():
+        return 0
     if background and hasattr(os, "nice"):
         os.nice(10)  # serving requests comes first
     with open(_lock_path(), "a") as handle:
@@ -139,11 +145,9 @@ def _main(argv: list[str]) -> int:
                 fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if background else 0))
             except BlockingIOError:
                 return 0  # another process is compiling the same cache
-        if compiled_solver_ready():
-            return 0
         from .ode import compile_ode
 
-        compile_ode()
+        compile_ode()  # loads from the cache instead if a process that held the lock filled it
     return 0
 
 
