@@ -9,7 +9,9 @@ default configs (numpy solver while the compiled one is compiled in the backgrou
 the background compilation takes, the first flow once the cache is filled, the old foreground
 wait (``compile_ode``) and, with a real ``streamlit run`` server and headless Chromium, the time
 from the first request to a complete Flows page (every Plotly figure drawn, nothing running).
-Needs /usr/bin/chromium and the ``playwright`` package for the page rows.
+Needs /usr/bin/chromium and the ``playwright`` package for the page rows. Wall times depend on the
+machine's load (printed at the end); CPU seconds (of the measuring process, or of the server
+for a page) much less.
 """
 
 from __future__ import annotations
@@ -33,33 +35,34 @@ FLOWS_FIGURES = 4
 
 _FLOW = """
 import json, sys, time
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 import landscape as ls
 from landscape.dynamics import warmup
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 ready = warmup.compiled_solver_ready()
 config = ls.RunConfig(**json.loads(sys.argv[1]))
 run = ls.run_flow(config)
-done = time.perf_counter()
-print(json.dumps({"import": imported - start, "flow": done - imported, "ready": ready, "message": run.message}))
+done, cpu_done = time.perf_counter(), time.process_time()
+print(json.dumps({"import": [imported - start, cpu_imported - cpu_start], "flow": [done - imported, cpu_done - cpu_imported],
+                  "ready": ready, "message": f"{run.status.code} at t = {run.t[-1]:.0f}"}))
 """
 
 _COMPILE = """
 import time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 from landscape.dynamics.ode import compile_ode
 compile_ode()
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 _LIGHT = """
 import time
 import numpy as np
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 from landscape.dynamics.compiled_flow import flow_model, velocity
 y = np.concatenate([np.eye(2).ravel() * 0.5, np.full(4, 0.1)])
 velocity(y, flow_model(np.eye(2), 0.5, 0.0, 2, 1e6), np.empty_like(y), True)
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 
@@ -184,14 +187,14 @@ def _page_rows(folder: Path, port: int, screenshots: Path | None) -> list:
                 finally:
                     server.terminate()
                     server.wait(timeout=30)
-                rows.append((f"`streamlit run app.py` until it answers, {label}", started))
-                rows.append((f"  first request to the page title, {label}", title))
-                rows.append((f"  first request to the first figure, {label}", first))
-                rows.append((f"  first request to a complete Flows page (4 figures), {label}", seconds))
-                rows.append((f"  CPU seconds of the server process for that page, {label}", cpu))
+                rows.append((f"`streamlit run app.py` until it answers, {label}", started, None))
+                rows.append((f"  first request to the page title, {label}", title, None))
+                rows.append((f"  first request to the first figure, {label}", first, None))
+                rows.append((f"  first request to a complete Flows page (4 figures; CPU: the server's), {label}",
+                             seconds, cpu))
                 if clear:
                     rows.append(("background compilation after the server start, until the cache is filled",
-                                 started + seconds + _wait_for_compiler(folder)))
+                                 started + seconds + _wait_for_compiler(folder), None))
         finally:
             browser.close()
     return rows
@@ -222,39 +225,40 @@ def _flow_rows(folder: Path, dashboard: dict, library: dict) -> list:
     """Import and first flows in fresh processes, each from an empty cache unless it says filled."""
     rows = []
     imported, wall = _flow(folder, dashboard)
-    rows.append(("import landscape (fresh process)", imported["import"]))
+    rows.append(("import landscape (fresh process)", *imported["import"]))
     rows.append((f"first flow, dashboard default (eta2 off), empty cache: numpy solver ({imported['message']})",
-                 imported["flow"]))
-    rows.append(("  the same, whole process (python start, import, flow)", wall))
+                 *imported["flow"]))
+    rows.append(("  the same, whole process (python start, import, flow)", wall, None))
     rows.append(("background compilation started by that flow, until the cache is filled",
-                 wall + _wait_for_compiler(folder)))
+                 wall + _wait_for_compiler(folder), None))
     warm, wall = _flow(folder, dashboard)
-    rows.append((f"first flow, dashboard default, filled cache: compiled solver (ready: {warm['ready']})", warm["flow"]))
+    rows.append((f"first flow, dashboard default, filled cache: compiled solver (ready: {warm['ready']})", *warm["flow"]))
     _clear_cache(folder)
     cold, wall = _flow(folder, library)
     rows.append((f"first flow, RunConfig() default (eta2 on), empty cache: numpy solver ({cold['message']})",
-                 cold["flow"]))
-    rows.append(("  the same, whole process", wall))
+                 *cold["flow"]))
+    rows.append(("  the same, whole process", wall, None))
     _wait_for_compiler(folder)
     warm, _ = _flow(folder, library)
     rows.append((f"first flow, RunConfig() default (eta2 on), filled cache: compiled solver (ready: {warm['ready']})",
-                 warm["flow"]))
+                 *warm["flow"]))
     _clear_cache(folder)
     rows.append(("old behaviour: compile_ode() in the foreground, empty cache",
-                 float(_python(folder, _COMPILE)[0])))
+                 *map(float, _python(folder, _COMPILE)[0].split())))
     _clear_cache(folder)
-    rows.append(("option 'compile less': the right-hand side alone, empty cache", float(_python(folder, _LIGHT)[0])))
+    rows.append(("option 'compile less': the right-hand side alone, empty cache",
+                 *map(float, _python(folder, _LIGHT)[0].split())))
     _clear_cache(folder)
     return rows
 
 
 
 def _print(rows: list) -> None:
-    width = max(len(label) for label, _ in rows)
-    print(f"| {'measurement'.ljust(width)} | seconds |")
-    print(f"| {'-' * width} | --- |")
-    for label, seconds in rows:
-        print(f"| {label.ljust(width)} | {seconds:.2f} |")
+    width = max(len(label) for label, _, _ in rows)
+    print(f"| {'measurement'.ljust(width)} | wall s | CPU s |")
+    print(f"| {'-' * width} | --- | --- |")
+    for label, wall, cpu in rows:
+        print(f"| {label.ljust(width)} | {wall:.2f} | {'' if cpu is None else f'{cpu:.2f}'} |")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average (1 min) at the end: {load:.2f} on {os.cpu_count()} cores")
 
