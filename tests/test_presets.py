@@ -167,3 +167,12 @@ def test_the_flows_page_states_the_plateau_of_the_run_it_shows():
     assert f"Plateau from t = {plateau.t_start:.3g} to {plateau.t_end:.3g}" in caption
     assert f"between {plateau.low:.3g} and {plateau.high:.3g}" in caption
     assert caption.endswith(f"At t = {run.t[-1]:.3g}: {run.loss[-1]:.3g}.")
+
+
+def test_phase_portrait_caption_the_global_minimum_is_at_1_0():
+    # The Flows page caption: "the global minimum of an orthonormal teacher is (1, 0)", for any
+    # labelling of the students.
+    for K in (2, 3, 8):
+        R = np.eye(K)[np.random.default_rng(K).permutation(K)]
+        point = phase_point(R)
+        assert (point.matched[0], point.other[0]) == (1.0, 0.0)
