@@ -8,8 +8,8 @@ waits for the compiler, :func:`landscape.dynamics.ode.integrate_ode` asks
 answer is no, integrates with the numpy solver (scipy's ``solve_ivp``, the same DOP853 method and
 tolerances; tenths of a second for gradient flow) and calls :func:`start_background_compilation`,
 which compiles in a separate, low-priority process that fills the disk cache and exits. A
-process, not a thread: numba's compiler runs mostly in Python, holding the GIL, which would stall the
-numpy solver serving meanwhile.
+process, not a thread: numba's compiler runs mostly in Python, holding the GIL, which would
+stall the numpy solver serving meanwhile.
 
 Run ``python -m landscape.dynamics.warmup`` to compile in the foreground (e.g. while building
 an image for a hosted demo, so its first visitor never meets the numpy fallback).
