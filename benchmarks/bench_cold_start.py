@@ -155,7 +155,7 @@ def _page_seconds(browser, port: int, screenshot: Path | None) -> tuple[float, f
     first_figure = None
     busy = '[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-testid="stSkeleton"]'
     while time.perf_counter() - start < 180:
-        drawn = page.locator(".js-plotly-plot .main-svg").count()
+        drawn = page.locator(".js-plotly-plot:has(.main-svg)").count()
         if drawn and first_figure is None:
             first_figure = time.perf_counter() - start
         if drawn >= FLOWS_FIGURES and page.locator(busy).count() == 0:
