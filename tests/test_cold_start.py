@@ -130,10 +130,14 @@ def test_the_probe_agrees_with_numbas_cache(tmp_path):
     # function at a time.
     lock = subprocess.run([sys.executable, "-c", "from landscape.dynamics import warmup; print(warmup._lock_path())"],
                           cwd=filled, env={"PYTHONPATH": str(filled)}, capture_output=True, text=True, check=True)
-    with open(lock.stdout.strip(), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        assert not _probe(filled)["ready"]
-        fcntl.flock(handle, fcntl.LOCK_UN)
+    lock_file = Path(lock.stdout.strip())
+    try:
+        with open(lock_file, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            assert not _probe(filled)["ready"]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock_file.unlink(missing_ok=True)
     source = filled / "landscape/dynamics/dop853.py"
     source.write_text(source.read_text() + "\n# edited\n")
     assert not _probe(filled)["ready"]

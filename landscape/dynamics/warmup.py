@@ -91,10 +91,11 @@ def background_compilation_running() -> bool:
     """Whether some process (this one's child or another's) is compiling the solver right now."""
     if _child is not None and _child.poll() is None:
         return True
-    if fcntl is None:
+    lock = _lock_path()
+    if fcntl is None or not lock.exists():  # the compiling process makes the file
         return False
     try:
-        with open(_lock_path(), "a") as handle:
+        with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(handle, fcntl.LOCK_UN)
     except BlockingIOError:
