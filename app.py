@@ -29,7 +29,7 @@ from landscape.dashboard import (
     resize_matrix_text,
     setting,
 )
-from views.common import PRESENT_KEY, STATE_KEY, DashboardState, widget
+from views.common import PRESENT_KEY, STATE_KEY, DashboardState, start_compiler, widget
 
 PAGES = {
     "flows": st.Page("views/flows.py", title="Flows", icon=":material/timeline:", url_path="flows", default=True),
@@ -250,6 +250,7 @@ def _presentation():
 def main():
     st.set_page_config(page_title="landscape", page_icon="⛰️", layout="wide")
     _presentation()
+    start_compiler()  # in the background: pages never wait for numba
     navigation = st.navigation(list(PAGES.values()))
     page = next((key for key, item in PAGES.items() if item is navigation), "flows")
     _apply_resets()

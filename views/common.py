@@ -21,8 +21,13 @@ from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
 from landscape.critical_points.fixed_points import unspecialised_fixed_point
 from landscape.critical_points.hessian import hessian_spectrum
 from landscape.dashboard.figures import presentation_figure
-from landscape.dynamics.ode import compile_ode, run_flow
+from landscape.dynamics.ode import run_flow
 from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps
+from landscape.dynamics.warmup import (
+    background_compilation_running,
+    compiled_solver_ready,
+    start_background_compilation,
+)
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 
 STATE_KEY = "_dashboard_state"
@@ -133,20 +138,26 @@ def with_seed(config, seed):
 
 
 @st.cache_resource(show_spinner=False)
-def _compile_solver():
-    compile_ode()
-    return True
+def start_compiler():
+    """Start compiling the ODE solver in a background process, once per server process.
 
-
-def compiled_solver():
-    """Compile the ODE solver once per server process, saying so while it takes time.
-
-    numba compiles it on the first start on a machine (about 40 seconds) and caches it on
-    disk; later server starts load it in about a second.
+    Nobody waits for it: until numba's disk cache is filled (once per machine: 30 s on an idle
+    2-core machine, minutes on a loaded one) flows are integrated by the numpy solver, with the
+    same results.
     """
-    with st.spinner("Preparing the compiled ODE solver: about 40 seconds on the first start on this "
-                    "machine, then cached..."):
-        _compile_solver()
+    return start_background_compilation()
+
+
+def solver_note():
+    """A caption while the numpy solver stands in for the compiled one (nothing once it is ready)."""
+    if compiled_solver_ready():
+        return
+    if background_compilation_running():
+        st.caption("The compiled ODE solver is being prepared in the background (once per machine); meanwhile "
+                   "scipy's solver integrates, with the same method and tolerances and the same results.")
+    else:
+        st.caption("The compiled ODE solver could not be prepared (run `python -m landscape.dynamics.warmup` to see "
+                   "why); scipy's solver integrates, with the same results, slower with the η² term.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from landscape.dashboard import phase_path, phase_point
+from landscape.dashboard.run_summary import loss_curve_caption
 from landscape.dashboard.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
 from views import common
 
@@ -106,7 +107,6 @@ def main():
         f"K = {config.K} students, M = {config.M} teachers ({config.teacher.kind}), learning rate {config.lr:g}, "
         f"{'with' if config.eta2 else 'without'} the η² term, noise {config.noise:g}, t_max = {config.t_max:g}."
     )
-    common.compiled_solver()
     spinner = ("Integrating the ODE with the η² term (a second or two if it converges onto the teacher)..."
                if config.eta2 else "Integrating the ODE...")
     with st.spinner(spinner):
@@ -114,6 +114,7 @@ def main():
     if run is None:
         return
     _status(run)
+    common.solver_note()
     overlay = _sgd_overlay(current, config)
     if overlay is not None:
         _status(overlay)
@@ -122,6 +123,7 @@ def main():
         st.subheader("Loss")
         common.chart(loss_figure([run] + ([overlay] if overlay is not None else []),
                                     ["ODE (d → ∞)"] + ([overlay.method] if overlay is not None else [])), key="loss")
+        st.caption(f"ODE: {loss_curve_caption(run)}")
         st.subheader("Overlaps over time")
         common.chart(overlaps_figure(run, overlay), key="overlaps")
         if overlay is not None:

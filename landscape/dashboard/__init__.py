@@ -9,8 +9,8 @@ The phase-portrait reduction (:func:`phase_path`) also lives here: numbers in, n
 
 Modules: :mod:`.settings` (the settings table, query-string checks), :mod:`.matrices` (matrices
 and block sizes as text), :mod:`.configs` (settings <-> configs, share links), :mod:`.presets`,
-:mod:`.caps` (hosted-demo caps), :mod:`.phase` (phase portraits) and :mod:`.catalogues`
-(catalogue keys, reachability series, sunburst sizes). Every name is importable from here.
+:mod:`.caps` (hosted-demo caps), :mod:`.phase` (phase portraits), :mod:`.run_summary` (captions
+with numbers from the run) and :mod:`.catalogues` (catalogue keys, reachability series, sunburst sizes). Every name is importable from here.
 """
 
 from .caps import DemoCaps
@@ -27,6 +27,7 @@ from .matrices import (
 )
 from .phase import PhasePath, phase_path, phase_point
 from .presets import PRESETS, Preset, preset_values
+from .run_summary import loss_curve_caption
 from .settings import (
     CATALOGUE_SETTINGS,
     DIMENSION_CHOICES,
@@ -75,4 +76,5 @@ __all__ = [
     "SERIES_CHOICES",
     "DIMENSION_CHOICES",
     "MAX_SERIES",
+    "loss_curve_caption",
 ]

@@ -28,31 +28,37 @@ class Preset:
     changes: dict = field(default_factory=dict)
 
 
+# Each description states qualitative facts and the settings it names; tests/test_presets.py runs
+# every preset and checks each statement (and every number in the text) against the run. The
+# numbers of a particular run (plateau levels and times, the final loss) are computed from it and
+# shown under the loss curve (landscape.dashboard.run_summary), never written here.
 PRESETS = (
     Preset(
         "Saad-Solla plateau",
         "K = M = 3, orthonormal teacher, start with overlaps of size 1/sqrt(d) (d = 10^6): the loss stalls "
-        "near 0.16 for a decade of time at the unspecialised fixed point, where every student matches every "
-        "teacher equally, before the units specialise.",
+        "on a plateau near the unspecialised fixed point, where every student overlaps every teacher alike, "
+        "before the units specialise and the loss goes to zero. The caption under the loss curve gives the "
+        "plateau's level and length; both depend on the seed.",
         {"K": 3, "M": 3, "d": 1_000_000, "tmax": 1000.0},
     ),
     Preset(
         "spurious minimum K = M = 8",
         "K = M = 8, orthonormal teacher, init seed 6: gradient flow converges to a spurious minimum "
-        "(loss about 0.02, one teacher unit not recovered) instead of the global minimum at loss 0.",
+        "(one teacher unit not recovered, the loss stays positive) instead of the global minimum at loss 0.",
         {"K": 8, "M": 8, "seed": 6, "tmax": 3000.0},
     ),
     Preset(
         "over-parameterised K = M + 1",
         "The same start plus one student unit (K = 9, M = 8, seed 6): the extra unit removes the spurious "
-        "minimum and the loss goes to zero.",
+        "minimum and the loss keeps falling towards zero.",
         {"K": 9, "M": 8, "seed": 6, "tmax": 2000.0},
     ),
     Preset(
         "correlated teacher",
         "K = M = 4, teacher units with correlation 0.6: the students first learn the teachers' common direction, "
-        "so the loss drops fast to a low plateau (about 0.05, against 0.25 for an orthonormal teacher), but "
-        "telling the teacher units apart is slow: at t = 300 the loss is still about 1e-4 (1e-9 when orthonormal).",
+        "so the loss drops fast to a plateau several times lower than an orthonormal teacher's, but telling the "
+        "teacher units apart is slow: the loss then falls more slowly than with an orthonormal teacher "
+        "(switch the teacher to compare).",
         {"K": 4, "M": 4, "teacher": "equicorrelated", "rho": 0.6, "tmax": 3000.0},
     ),
 )

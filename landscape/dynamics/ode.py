@@ -7,7 +7,9 @@ this is exactly gradient flow of the population loss seen through ``(Q, R)``.
 :func:`integrate_ode` runs the compiled solver (numba; the four-point expectations of the
 ``eta^2`` term carried along the trajectory) and finishes with scipy's ``solve_ivp`` and the
 exact quadrature where the carried derivatives stop being reliable; see
-:mod:`landscape.dynamics.ode_solvers`.
+:mod:`landscape.dynamics.ode_solvers`. Until numba has compiled the solver for this machine it
+uses ``solve_ivp`` throughout while a background process compiles
+(:mod:`landscape.dynamics.warmup`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..model.loss import loss_from_overlaps
 from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
 from ..kernels.overlaps import validate_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
+from .warmup import compiled_solver_ready, start_background_compilation
 
 __all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode", "MAX_OUTPUT_POINTS"]
 
@@ -50,7 +53,7 @@ def _time_grid(t_end, n_points):
 
 
 def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points=400, rtol=None, atol=None,
-                  four_point="auto"):
+                  four_point="auto", solver="auto"):
     """Integrate the summary-statistics ODE until a fixed point, divergence or ``t_max``.
 
     Parameters
@@ -84,6 +87,14 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
         seconds per run). ``"auto"`` (default) carries them, and uses the quadrature from the
         start if two units start within ``1e-8`` of alignment or a unit starts dead, and from the
         point where that happens if it happens during the run (a flow converging onto a teacher).
+    solver : {"auto", "compiled", "numpy"}, optional
+        ``"compiled"``: the compiled solver (numba; compiles for this machine first if its disk
+        cache is empty, 30-45 s once). ``"numpy"``: scipy's ``solve_ivp`` (the same DOP853
+        method and tolerances) on :func:`ode_velocity`, with the ``eta^2`` term by quadrature.
+        ``"auto"`` (default): the compiled solver if it is ready without compiling, else the
+        numpy one while a background process compiles (:mod:`landscape.dynamics.warmup`); with
+        ``four_point="carried"``, which only the compiled solver has, the compiled one. The
+        results agree to the integration tolerances (test).
 
     Returns
     -------
@@ -92,9 +103,9 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
     Raises
     ------
     ValueError
-        If the overlaps are invalid or ``lr``, ``t_max``, ``noise``, ``tol``, ``n_points`` or
-        ``four_point`` are out of range, or ``four_point="carried"`` cannot be used from these
-        overlaps or to the end of this run.
+        If the overlaps are invalid or ``lr``, ``t_max``, ``noise``, ``tol``, ``n_points``,
+        ``four_point`` or ``solver`` are out of range, or ``four_point="carried"`` cannot be used
+        from these overlaps, to the end of this run or with ``solver="numpy"``.
     """
     Q0, R0, T = validate_overlaps(Q0, R0, T)
     for name, value in (("lr", lr), ("t_max", t_max), ("tol", tol)):
@@ -108,22 +119,42 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
                          f"{MAX_OUTPUT_POINTS:,}, got {n_points!r}")
     if four_point not in _FOUR_POINT_METHODS:
         raise ValueError(f"four_point must be one of {', '.join(_FOUR_POINT_METHODS)}; got {four_point!r}")
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(_SOLVERS)}; got {solver!r}")
+    if four_point == "carried" and solver == "numpy":
+        raise ValueError("four_point='carried' needs the compiled solver; use solver='auto' or 'compiled'")
+    compiled = _compiled_serves(solver, four_point)
     applies = bool(eta2) and carried_four_point_applies(Q0, R0, T)
     if four_point == "carried" and eta2 and not applies:
         raise ValueError(
             "four_point='carried' needs all units alive and no two exactly aligned at the start; "
             "use four_point='quadrature' or 'auto'"
         )
-    carried = applies and four_point != "quadrature"
+    carried = applies and four_point != "quadrature" and compiled
     try:
         return _integrate(Q0, R0, T, lr, t_max, bool(eta2), noise, tol, n_points, rtol, atol, carried,
-                          strict=four_point == "carried")
+                          strict=four_point == "carried", compiled=compiled)
     except _CarriedFailed:
         raise ValueError(
             "four_point='carried' cannot finish this run: two units came within 1e-8 of alignment or a "
             "unit died, where the carried derivatives lose their accuracy; use four_point='auto', "
             "which continues with the quadrature from there"
         ) from None
+
+
+_SOLVERS = ("auto", "compiled", "numpy")
+
+
+def _compiled_serves(solver, four_point):
+    """Whether the compiled solver runs this integration (see ``solver`` of :func:`integrate_ode`)."""
+    if solver == "compiled" or four_point == "carried":
+        return True
+    if solver == "numpy":
+        return False
+    if compiled_solver_ready():
+        return True
+    start_background_compilation()
+    return False
 
 
 _STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverged": FlowStatus.DIVERGED,
@@ -137,7 +168,7 @@ _STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverg
 _APPROACH, _TIGHTEN = 100.0, 100.0
 
 
-def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, carried, strict):
+def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, carried, strict, compiled=True):
     if rtol is None:
         rtol = 1e-6 if eta2 else 1e-8
     if atol is None:
@@ -147,8 +178,8 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     settings = dict(lr=lr, t_max=t_max, noise=noise, rtol=rtol, atol=atol, bound=bound)
     tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
     settings["tol"] = _APPROACH * tol
-    if eta2 and not carried:
-        pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=True, **settings)]
+    if (eta2 and not carried) or not compiled:
+        pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=eta2, **settings)]
     else:
         pieces = [solve_compiled(initial_state(Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
         pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
@@ -198,7 +229,7 @@ def _trajectory(pieces, K, T, n_points):
     )
 
 
-def run_flow(config, tol=1e-8, n_points=400):
+def run_flow(config, tol=1e-8, n_points=400, solver="auto"):
     """Integrate the ODE of a :class:`RunConfig` from its initial condition.
 
     Parameters
@@ -208,6 +239,8 @@ def run_flow(config, tol=1e-8, n_points=400):
         Convergence threshold (see :func:`integrate_ode`).
     n_points : int, optional
         Number of output times.
+    solver : {"auto", "compiled", "numpy"}, optional
+        Which solver integrates (see :func:`integrate_ode`).
 
     Returns
     -------
@@ -216,13 +249,13 @@ def run_flow(config, tol=1e-8, n_points=400):
     Raises
     ------
     ValueError
-        If ``config`` is not a RunConfig.
+        If ``config`` is not a RunConfig, or ``tol``, ``n_points`` or ``solver`` are out of range.
     """
     require_run_config(config)
     Q0, R0 = initial_overlaps(config)
     return integrate_ode(
         Q0, R0, config.teacher_matrix(), config.lr, config.t_max,
-        eta2=config.eta2, noise=config.noise, tol=tol, n_points=n_points,
+        eta2=config.eta2, noise=config.noise, tol=tol, n_points=n_points, solver=solver,
     )
 
 
@@ -231,7 +264,9 @@ def compile_ode():
 
     The right-hand side and the integrator are compiled by numba for this machine: about 40
     seconds the first time, after which numba's on-disk cache (next to the package) loads them in
-    about a second per process. The dashboard calls this up front to say what it is waiting for.
+    about a second per process. :func:`integrate_ode` does not wait for this: until the cache is
+    filled it integrates with the numpy solver while :mod:`landscape.dynamics.warmup` compiles in
+    a background process.
 
     Returns
     -------
@@ -240,5 +275,5 @@ def compile_ode():
     """
     T = np.eye(2)
     Q0, R0 = np.array([[0.5, 0.1], [0.1, 0.4]]), np.array([[0.2, 0.05], [0.03, 0.3]])
-    integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=False)
-    return integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=True, four_point="carried")
+    integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=False, solver="compiled")
+    return integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=True, four_point="carried", solver="compiled")

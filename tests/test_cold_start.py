@@ -1,0 +1,164 @@
+"""No compiler wait: the numpy solver stands in for the compiled one until numba's cache is filled.
+
+Checks that the two solvers give the same runs, that the readiness probe agrees with what numba
+itself does (loads from its cache, or compiles), and that the app serves a complete Flows page
+without the compiled solver.
+"""
+
+import fcntl
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import landscape.dynamics.ode as ode
+from landscape.dynamics import warmup
+from landscape.dynamics.ode import integrate_ode, run_flow
+from landscape.model.config import InitSpec, RunConfig
+from landscape.model.initialisation import initial_overlaps
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pair(config, **options):
+    Q0, R0 = initial_overlaps(config)
+    args = (Q0, R0, config.teacher_matrix(), config.lr, config.t_max)
+    kwargs = dict(eta2=config.eta2, noise=config.noise, **options)
+    return integrate_ode(*args, solver="compiled", **kwargs), integrate_ode(*args, solver="numpy", **kwargs)
+
+
+def _assert_same_run(compiled, numpy_run, overlap_atol):
+    assert compiled.status == numpy_run.status
+    assert compiled.t[-1] == pytest.approx(numpy_run.t[-1], rel=1e-4)
+    assert compiled.t.shape == numpy_run.t.shape
+    np.testing.assert_allclose(compiled.t, numpy_run.t, rtol=1e-4)
+    np.testing.assert_allclose(compiled.R, numpy_run.R, atol=overlap_atol, rtol=0)
+    np.testing.assert_allclose(compiled.Q, numpy_run.Q, atol=overlap_atol, rtol=0)
+    visible = numpy_run.loss > 1e-6  # below, the loss is a difference of overlaps near 1
+    np.testing.assert_allclose(compiled.loss[visible], numpy_run.loss[visible], rtol=1e-4)
+
+
+def test_numpy_and_compiled_solvers_agree_on_the_default_dashboard_run():
+    # Gradient flow of the dashboard's default settings, to convergence: two implementations of
+    # DOP853 (the compiled loop and scipy's solve_ivp) on two right-hand sides (compiled, numpy).
+    compiled, numpy_run = _pair(RunConfig(K=4, M=4, lr=0.5, eta2=False, t_max=1000.0))
+    assert compiled.status.code == "converged"
+    _assert_same_run(compiled, numpy_run, overlap_atol=1e-6)
+
+
+def test_numpy_and_compiled_solvers_agree_with_the_eta2_term():
+    # Compiled: the four-point term carried along the run; numpy: the quadrature at every step.
+    config = RunConfig(K=3, M=3, lr=0.5, eta2=True, t_max=15.0, init=InitSpec(d=1000, seed=2, scale=1.0))
+    compiled, numpy_run = _pair(config)
+    _assert_same_run(compiled, numpy_run, overlap_atol=1e-6)
+
+
+def test_auto_uses_the_numpy_solver_and_starts_compiling_while_not_ready(monkeypatch):
+    started = []
+    monkeypatch.setattr(ode, "compiled_solver_ready", lambda: False)
+    monkeypatch.setattr(ode, "start_background_compilation", lambda: started.append(True) or True)
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the compiled solver ran although it was not ready")
+
+    monkeypatch.setattr(ode, "solve_compiled", no_compiler)
+    config = RunConfig(K=3, M=3, lr=0.5, eta2=False, t_max=50.0)
+    served = run_flow(config)
+    assert started == [True]
+    monkeypatch.undo()
+    compiled = run_flow(config, solver="compiled")
+    np.testing.assert_allclose(served.R, compiled.R, atol=1e-6, rtol=0)
+
+
+def test_bad_solver_arguments_are_one_clear_error():
+    Q0, R0 = np.eye(2) * 0.5, np.full((2, 2), 0.1)
+    with pytest.raises(ValueError, match="solver must be one of auto, compiled, numpy; got 'fast'"):
+        integrate_ode(Q0, R0, np.eye(2), 0.5, 1.0, solver="fast")
+    with pytest.raises(ValueError, match="four_point='carried' needs the compiled solver"):
+        integrate_ode(Q0, R0, np.eye(2), 0.5, 1.0, four_point="carried", solver="numpy")
+
+
+def test_ready_in_this_session():
+    # conftest compiled (or loaded) the solver before the first test.
+    assert warmup.compiled_solver_ready()
+
+
+_PROBE = textwrap.dedent("""
+    import json, sys, time
+    from landscape.dynamics import warmup
+    ready = warmup.compiled_solver_ready()
+    result = {"ready": ready, "file": warmup.__file__}
+    if ready:
+        from landscape.dynamics import dop853
+        from landscape.dynamics.ode import run_flow
+        from landscape.model.config import RunConfig
+        start = time.perf_counter()
+        run_flow(RunConfig(K=2, M=2, eta2=False, t_max=5.0), solver="compiled")
+        result["seconds"] = time.perf_counter() - start
+        result["misses"] = sum(dop853.integrate.stats.cache_misses.values())
+        result["hits"] = sum(dop853.integrate.stats.cache_hits.values())
+    print(json.dumps(result))
+""")
+
+
+def _probe(folder):
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _PROBE], cwd=folder, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(folder), "PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert Path(result["file"]).resolve().is_relative_to(Path(folder).resolve())
+    return result
+
+
+def test_the_probe_agrees_with_numbas_cache(tmp_path):
+    """An empty cache is not ready; a filled one is, and loads without compiling; an edit makes it stale."""
+    empty = tmp_path / "empty"
+    shutil.copytree(ROOT / "landscape", empty / "landscape", ignore=shutil.ignore_patterns("*.nbi", "*.nbc"))
+    assert _probe(empty) == {"ready": False, "file": str(empty / "landscape/dynamics/warmup.py")}
+    filled = tmp_path / "filled"
+    shutil.copytree(ROOT / "landscape", filled / "landscape")  # copy2 keeps the mtimes numba's index checks
+    loaded = _probe(filled)
+    assert loaded["ready"] and loaded["hits"] == 1 and loaded["misses"] == 0, loaded
+    assert loaded["seconds"] < 5.0, loaded
+    # While a process compiles (it holds the lock), the index is not trusted: it fills up one
+    # function at a time.
+    lock = subprocess.run([sys.executable, "-c", "from landscape.dynamics import warmup; print(warmup._lock_path())"],
+                          cwd=filled, env={"PYTHONPATH": str(filled)}, capture_output=True, text=True, check=True)
+    lock_file = Path(lock.stdout.strip())
+    try:
+        with open(lock_file, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            assert not _probe(filled)["ready"]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock_file.unlink(missing_ok=True)
+    source = filled / "landscape/dynamics/dop853.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    assert not _probe(filled)["ready"]
+
+
+def test_flows_page_complete_while_the_compiled_solver_is_not_ready(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import views.common
+
+    for module in (ode, views.common):
+        monkeypatch.setattr(module, "compiled_solver_ready", lambda: False)
+    monkeypatch.setattr(ode, "start_background_compilation", lambda: False)
+    monkeypatch.setattr(views.common, "start_background_compilation", lambda: False)
+    monkeypatch.setattr(views.common, "background_compilation_running", lambda: True)
+    monkeypatch.setattr(ode, "solve_compiled", None)  # would raise TypeError if called
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["K"], at.query_params["M"], at.query_params["runs"], at.query_params["tmax"] = "3", "3", "2", "300"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 4
+    captions = [c.value for c in at.caption]
+    assert any("being prepared in the background" in text for text in captions)
+    assert any(text.startswith("ode: ") for text in captions), captions
