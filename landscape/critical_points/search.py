@@ -255,10 +255,66 @@ class StartResults:
 
 
 def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
-    """Flow then polish one chunk of starts (a module-level function, so worker processes can run it)."""
+    """Flow then polish one chunk of starts (a module-level function, so worker processes can run it).
+
+    A start of an unprojected flow whose unit dies goes on without that unit (see :func:`_without_dead_units`).
+    """
+    found = _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
+    if projector is None:
+        found = _without_dead_units(found, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
+    return found
+
+
+def _without_dead_units(found, W_teacher, *arguments):
+    """Starts whose unit died end where the surviving units' flow ends, the dead unit sharing a ray.
+
+    A unit that shrinks to zero under gradient flow stays there (ReLU has no gradient at zero
+    weights), so the network goes on as one with fewer units: with ``K > M`` the extra unit often
+    dies this way while the others reach a minimum, the end of a flat continuum where its share is
+    zero. The survivors are flowed and polished on (units may die again: recursion on fewer
+    units); the dead unit is then put on the ray of the survivor it pointed closest to, sharing it
+    equally, which is a critical point of the full network on the same continuum (units on one
+    ray have the same gradient) and computes the same function. Only if no unit survives does the
+    start stay ``UNIT_DIED``.
+    """
+    W, reasons, gradient_norm, steps, iterations = found
+    scale = float(np.sqrt(np.max(np.sum(W_teacher**2, axis=1))))
+    dead_starts = [s for s, reason in enumerate(reasons) if reason is EndReason.UNIT_DIED]
+    alive = {s: row_norms(W[s]) >= DEAD_NORM * scale for s in dead_starts}
+    by_survivors = {}
+    for s in dead_starts:
+        if 0 < alive[s].sum():
+            by_survivors.setdefault(int(alive[s].sum()), []).append(s)
+    reasons = list(reasons)
+    for group in by_survivors.values():
+        survivors = np.array([W[s][alive[s]] for s in group])
+        part = _search_chunk(survivors, None, W_teacher, *arguments)
+        for position, s in enumerate(group):
+            W[s] = _share_rays(W[s], alive[s], part[0][position])
+            reasons[s], gradient_norm[s] = part[1][position], part[2][position]
+            steps[s] += part[3][position]
+            iterations[s] += part[4][position]
+    return W, tuple(reasons), gradient_norm, steps, iterations
+
+
+def _share_rays(W_dead, alive, survivors):
+    """The full network: survivors in place, each dead unit halving the ray it points closest to."""
+    W = np.zeros_like(W_dead)
+    W[alive] = survivors
+    living = np.flatnonzero(alive)
+    directions = survivors / np.maximum(row_norms(survivors), TINY)[:, None]
+    for k in np.flatnonzero(~alive):
+        j = living[int(np.argmax(directions @ W_dead[k]))]
+        W[k] = W[j] = 0.5 * W[j]
+    return W
+
+
+def _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
+    """Batched flow, then Newton polishing of the starts whose flow converged."""
     flow = flow_batch(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
     W = flow.W.copy()
     reasons = list(flow.reasons)
+    steps = flow.steps.copy()
     gradient_norm = flow.gradient_norm.copy()
     iterations = np.zeros(len(reasons), dtype=int)
     for start in np.flatnonzero(flow.converged):
@@ -268,7 +324,7 @@ def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, hand
             polished = _polish(W[start], W_teacher, tol, 40, own)
         W[start], gradient_norm[start], iterations[start] = polished.W, polished.gradient_norm, polished.iterations
         reasons[start] = polished.status
-    return W, tuple(reasons), gradient_norm, flow.steps, iterations
+    return W, tuple(reasons), gradient_norm, steps, iterations
 
 
 def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
