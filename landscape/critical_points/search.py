@@ -30,11 +30,14 @@ import numpy as np
 
 from .batch_flow import (
     DEAD_NORM,
+    SAFE_HANDOVER,
+    STRICT_CONVEX,
     EndReason,
     check_batch,
     check_positive,
     check_projector,
     flow_batch,
+    restricted_hessian,
     unchecked_batch_gradient,
     row_norms,
     subspace_basis,
@@ -317,18 +320,49 @@ def _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, h
     steps = flow.steps.copy()
     gradient_norm = flow.gradient_norm.copy()
     iterations = np.zeros(len(reasons), dtype=int)
+    uncertified = []
     for start in np.flatnonzero(flow.converged):
         own = projector if projector is None or projector.ndim == 2 else projector[start]
         polished = _polish_on_rays(W[start], W_teacher, tol, 40) if own is None else None
         if polished is None:
             polished = _polish(W[start], W_teacher, tol, 40, own)
+        early = flow.gradient_norm[start] >= SAFE_HANDOVER
+        if early and not (polished.success and _basin_certified(W[start], polished.W, W_teacher, own)):
+            uncertified.append(start)
+            continue
         W[start], gradient_norm[start], iterations[start] = polished.W, polished.gradient_norm, polished.iterations
         reasons[start] = polished.status
+    if uncertified:
+        # Back to the flow from the hand-over point, handing over at a smaller gradient next time.
+        own = projector if projector is None or projector.ndim == 2 else projector[uncertified]
+        part = _flow_and_polish(W[uncertified], own, W_teacher, flow_tol, tol, max_steps, rtol,
+                                min(0.3 * handover_tol, SAFE_HANDOVER))
+        for position, start in enumerate(uncertified):
+            W[start], reasons[start], gradient_norm[start] = part[0][position], part[1][position], part[2][position]
+            steps[start] += part[3][position]
+            iterations[start] = part[4][position]
     return W, tuple(reasons), gradient_norm, steps, iterations
 
 
+def _basin_certified(W_start, W_end, W_teacher, projector):
+    """Whether gradient flow from ``W_start`` ends at the minimum ``W_end`` that Newton's method reached.
+
+    If ``L`` is strongly convex on the ball around ``W_end`` through ``W_start``, the flow's
+    distance to ``W_end`` only falls: it stays in the ball and ends at ``W_end``. Checked where it
+    can fail, on the segment Newton's method crossed: the Hessian is positive definite (smallest
+    eigenvalue above ``STRICT_CONVEX`` times the largest) at ``W_end``, half-way and at
+    ``W_start``. Not a proof (the ball is not the segment); the basin-faithfulness test and
+    ``benchmarks/bench_basins.py`` measure how often the end point differs from a tight flow's.
+    """
+    for point in (W_end, 0.5 * (W_start + W_end), W_start):
+        eigenvalues = np.linalg.eigvalsh(restricted_hessian(point, W_teacher, projector))
+        if eigenvalues[0] <= STRICT_CONVEX * eigenvalues[-1]:
+            return False
+    return True
+
+
 def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
-                           projector=None, workers=None, progress=None, handover_tol=1e-4, chunk_size=CHUNK_SIZE):
+                           projector=None, workers=None, progress=None, handover_tol=1e-2, chunk_size=CHUNK_SIZE):
     """Gradient flow from every start, then Newton polishing of the flows that converged.
 
     Starts are processed in chunks of :data:`~landscape.critical_points.parallel.CHUNK_SIZE` (vectorised inside a
@@ -343,8 +377,11 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     flow_tol : float, optional
         Gradient norm at which the flow hands over to Newton's method.
     handover_tol : float, optional
-        Earlier hand-over where the Hessian has no negative eigenvalue (see
-        :func:`landscape.critical_points.batch_flow.flow_to_critical`).
+        Earlier hand-over to Newton's method where the Hessian has no negative eigenvalue (see
+        :func:`landscape.critical_points.batch_flow.flow_to_critical`). Above
+        :data:`~landscape.critical_points.batch_flow.SAFE_HANDOVER` the Hessian must be positive
+        definite and the polished minimum certified to be the flow's (strong convexity around it,
+        :func:`_basin_certified`); starts that fail go back to the flow from where they left it.
     tol : float, optional
         Gradient norm required of a polished point.
     max_steps : int, optional
