@@ -81,14 +81,40 @@ class PairResiduals:
         )
 
 
+#: Pairs with ``sin^2`` of their angle below this get the rejection formula; above it the Gram formula
+#: loses at most ``eps / (2 sin^2) < 1e-11`` relative accuracy.
+_ALIGNED_SIN2 = 1e-4
+
+
 def rejection_norms(A, B):
     """``|a_i| |b_j - proj_{a_i} b_j| = sqrt(|a|^2 |b|^2 - (a.b)^2)`` for all row pairs, without cancellation;
-    batched over leading dimensions."""
-    squared = np.einsum("...in,...in->...i", A, A)
-    safe = np.where(squared > 0, squared, 1.0)
-    coefficient = (A @ np.swapaxes(B, -1, -2)) / safe[..., :, None]
-    rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
-    return np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
+    batched over leading dimensions.
+
+    The Gram formula costs ``O(I J)`` after one matrix product; only nearly (anti)parallel pairs,
+    where it cancels, are recomputed from the rejection ``b - proj_a b`` (forming every rejection,
+    ``O(I J n)`` per batch entry, made the batched flow's gradient 20x slower at ``K = 20``).
+    """
+    squared_a = np.einsum("...in,...in->...i", A, A)
+    squared_b = np.einsum("...jn,...jn->...j", B, B)
+    inner = A @ np.swapaxes(B, -1, -2)
+    product = squared_a[..., :, None] * squared_b[..., None, :]
+    squared = product - inner * inner
+    result = np.sqrt(np.maximum(squared, 0.0))
+    close = squared <= _ALIGNED_SIN2 * product
+    if A is B:  # a unit with itself: exactly zero, no need to recompute
+        diagonal = np.arange(A.shape[-2])
+        close[..., diagonal, diagonal] = False
+        result[..., diagonal, diagonal] = 0.0
+    index = np.nonzero(close)
+    if index[0].size:
+        batch = result.shape[:-2]
+        a = np.broadcast_to(A, batch + A.shape[-2:])[index[:-1]]
+        b = np.broadcast_to(B, batch + B.shape[-2:])[index[:-2] + (index[-1],)]
+        length = squared_a[index[:-1]] if squared_a.ndim == len(index) - 1 else np.einsum("pn,pn->p", a, a)
+        safe = np.where(length > 0, length, 1.0)
+        rejection = b - (np.einsum("pn,pn->p", a, b) / safe)[:, None] * a
+        result[index] = np.sqrt(length) * np.linalg.norm(rejection, axis=-1)
+    return result
 
 
 def loss_from_overlaps(Q, R, T, residuals=None):
