@@ -362,7 +362,7 @@ def _basin_certified(W_start, W_end, W_teacher, projector):
 
 
 def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
-                           projector=None, workers=None, progress=None, handover_tol=1e-2, chunk_size=CHUNK_SIZE):
+                           projector=None, workers=None, progress=None, handover_tol=SAFE_HANDOVER, chunk_size=CHUNK_SIZE):
     """Gradient flow from every start, then Newton polishing of the flows that converged.
 
     Starts are processed in chunks of :data:`~landscape.critical_points.parallel.CHUNK_SIZE` (vectorised inside a
@@ -382,6 +382,8 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
         :data:`~landscape.critical_points.batch_flow.SAFE_HANDOVER` the Hessian must be positive
         definite and the polished minimum certified to be the flow's (strong convexity around it,
         :func:`_basin_certified`); starts that fail go back to the flow from where they left it.
+        Default ``SAFE_HANDOVER`` (1e-4): with the cheap batched gradient, ``1e-2`` saves a quarter
+        of the flow steps but costs as much in Hessians (``benchmarks/bench_basins.py``).
     tol : float, optional
         Gradient norm required of a polished point.
     max_steps : int, optional
