@@ -83,7 +83,8 @@ def main():
           f"failures {catalogue.failures}")
     for key in sorted(SECONDS, key=SECONDS.get, reverse=True):
         print(f"  {key:38s} {SECONDS[key]:8.2f} s  ({CALLS[key]} calls)")
-    print("  flow steps per random start: median %d, 90%% %d, max %d" % tuple(np.percentile(STEPS, [50, 90, 100])))
+    median, high, most = np.percentile(STEPS, [50, 90, 100])
+    print(f"  flow steps per random start: median {median:.0f}, 90% {high:.0f}, max {most:.0f}")
     print("  step attempts by decade of the gradient norm:",
           ", ".join(f"1e{d}: {BY_DECADE[d]}" for d in sorted(BY_DECADE, reverse=True)))
 
