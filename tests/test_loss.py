@@ -113,10 +113,10 @@ def test_batched_loss_equals_loop(rng, random_weights):
     assert np.allclose(loss_from_overlaps(Q, R, T), [loss_from_weights(W, teacher) for W, _ in Ws], rtol=1e-12)
 
 
-def test_rejection_norms_match_the_rejection_formula_for_aligned_and_generic_pairs(rng):
+def test_gram_rejection_norms_match_the_rejection_formula_for_aligned_and_generic_pairs(rng):
     # The Gram formula sqrt(|a|^2 |b|^2 - (a.b)^2) cancels for nearly parallel pairs (aligned
     # units at minima); those pairs must still come out as accurately as the rejection b - proj_a b.
-    from landscape.model.loss import rejection_norms
+    from landscape.model.loss import gram_rejection_norms
 
     W = rng.standard_normal((5, 6, 6)) / np.sqrt(6)
     teacher = np.eye(6)
@@ -128,5 +128,5 @@ def test_rejection_norms_match_the_rejection_formula_for_aligned_and_generic_pai
         coefficient = (A @ np.swapaxes(B, -1, -2)) / np.where(squared > 0, squared, 1.0)[..., :, None]
         rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
         expected = np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
-        np.testing.assert_allclose(rejection_norms(A, B), expected, rtol=1e-7, atol=1e-14)
-    assert rejection_norms(W, W)[0, 0, 0] == 0.0 and rejection_norms(W, teacher)[0, 4, 2] == 0.0
+        np.testing.assert_allclose(gram_rejection_norms(A, B), expected, rtol=1e-7, atol=1e-14)
+    assert gram_rejection_norms(W, W)[0, 0, 0] == 0.0 and gram_rejection_norms(W, teacher)[0, 4, 2] == 0.0

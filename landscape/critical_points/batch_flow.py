@@ -28,7 +28,7 @@ import numpy as np
 
 from .hessian import weight_hessian
 from ..kernels.gaussian import TINY
-from ..model.loss import PairResiduals, gradient_coefficients, rejection_norms
+from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
 from ..kernels.overlaps import validate_teacher, validate_weights
 
 __all__ = [
@@ -69,10 +69,11 @@ class EndReason(enum.Enum):
 # ----------------------------------------------------------------------------- batched gradient
 
 
-def unchecked_batch_gradient(W, W_teacher, T, teacher_residual):
-    """Unchecked batched gradient, shape (..., K, n)."""
-    residuals = PairResiduals(student=rejection_norms(W, W), cross=rejection_norms(W, W_teacher),
-                              teacher=teacher_residual)
+def unchecked_batch_gradient(W, W_teacher, T, teacher_residual, exact=False):
+    """Unchecked batched gradient, shape (..., K, n); ``exact``: residuals to rounding (Newton
+    polishing), else from the Gram matrix (the flow; accurate to 1e-11, 10x cheaper at K = 16-20)."""
+    norms = rejection_norms if exact else gram_rejection_norms
+    residuals = PairResiduals(student=norms(W, W), cross=norms(W, W_teacher), teacher=teacher_residual)
     coefficients = gradient_coefficients(W @ np.swapaxes(W, -1, -2), W @ W_teacher.T, T, residuals)
     return coefficients.student @ W + coefficients.teacher @ W_teacher
 

@@ -121,7 +121,7 @@ def _polish(W, W_teacher, tol, max_iter, projector):
     dead = DEAD_NORM * float(np.sqrt(np.max(np.diag(T))))
 
     def gradient_at(X):
-        return unchecked_batch_gradient(X, W_teacher, T, teacher_residual)
+        return unchecked_batch_gradient(X, W_teacher, T, teacher_residual, exact=True)
 
     W = np.array(W, dtype=float)
     basis = None if projector is None else subspace_basis(projector)
