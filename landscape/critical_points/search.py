@@ -361,7 +361,7 @@ def _basin_certified(W_start, W_end, W_teacher, projector):
     return True
 
 
-def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
+def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-3,
                            projector=None, workers=None, progress=None, handover_tol=SAFE_HANDOVER, chunk_size=CHUNK_SIZE):
     """Gradient flow from every start, then Newton polishing of the flows that converged.
 
@@ -389,7 +389,10 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     max_steps : int, optional
         Flow steps per start.
     rtol : float, optional
-        Relative local error of the flow integrator.
+        Relative local error of the flow integrator. At ``1e-2`` one start in 100 at ``K = M = 16``
+        ended at another minimum than the flow integrated to ``1e-3`` or ``1e-4`` (which agree);
+        ``1e-3`` costs about the same there (fewer convexity checks and Newton steps), 1.5x more
+        at ``K = M = 6`` (``benchmarks/bench_basins.py``).
     projector : array_like, shape (K n, K n) or (S, K n, K n), optional
         Keep flows and Newton steps in a subspace (see :func:`landscape.critical_points.ansatz.ansatz_projector`),
         one for all starts or one per start.
