@@ -238,12 +238,12 @@ def test_catalogue_is_deterministic_and_reports_progress():
 def test_degenerate_starts_are_counted_in_failures(monkeypatch):
     original = catalogue_module._span_weights
 
-    def with_a_dead_unit(config, starts, rng):
+    def with_dead_units(config, starts, rng):
         W0, teacher = original(config, starts, rng)
-        W0[0, 1] = 0.0
+        W0[0] = 0.0  # every unit dead: one dead unit alone is flowed on without it (test_critical.py)
         return W0, teacher
 
-    monkeypatch.setattr(catalogue_module, "_span_weights", with_a_dead_unit)
+    monkeypatch.setattr(catalogue_module, "_span_weights", with_dead_units)
     catalogue = build_catalogue(_safran_shamir(3, 3), starts=5, seed=0)
     assert catalogue.failures == {"unit_died": 1}
     assert catalogue.n_converged == 4 and catalogue.status is CatalogueStatus.PARTIAL and catalogue.success

@@ -99,7 +99,7 @@ def test_newton_polish_reaches_1e_10_from_a_perturbed_global_minimum(rng):
 def test_search_polishes_every_converged_start_and_records_degenerate_starts(rng):
     teacher = np.eye(4)
     W0 = _students(rng, 10, 4, 4)
-    W0[3, 0] = 0.0
+    W0[3] = 0.0
     found = search_critical_points(W0, teacher, workers=1)
     assert found.reasons[3] is EndReason.UNIT_DIED
     assert found.failures == {"unit_died": 1} and not found.success
@@ -366,3 +366,23 @@ def test_plateau_projector_rejects_teachers_without_the_symmetry_or_room():
         plateau_projector(2, np.array([[1.0, 0.0, 0.0, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0, 0.0]]))
     with pytest.raises(ValueError, match="n >= M \\+ K"):
         plateau_projector(3, np.eye(4)[:2])
+
+
+def test_a_start_whose_unit_dies_ends_where_the_surviving_units_flow_ends(rng):
+    # Regression: with K = M + 1 the extra unit often shrinks to zero while the others reach the
+    # global minimum; such starts were counted as "not converged" (25 of 500 at K = 9, M = 8).
+    # A dead unit stays at zero under gradient flow, so the start must end where the flow of the
+    # K - 1 survivors ends (checked here by flowing the survivors alone), the dead unit on a ray.
+    teacher = np.eye(4)
+    W0 = _students(rng, 6, 5, 4)
+    W0[:, 2] = 0.0
+    found = search_critical_points(W0, teacher, workers=1)
+    survivors = search_critical_points(np.delete(W0, 2, axis=1), teacher, workers=1)
+    assert found.success and found.failures == {}
+    for W, reference in zip(found.W, survivors.W):
+        assert np.linalg.norm(gradient_from_weights(W, teacher)) < 1e-9
+        assert abs(loss_from_weights(W, teacher) - loss_from_weights(reference, teacher)) < 1e-12
+        # Same function: the dead unit shares the ray of one survivor (their sum is that survivor).
+        rays = {tuple(np.round(w / np.linalg.norm(w), 8)) for w in W}
+        assert len(rays) == 4
+        np.testing.assert_allclose(W.sum(axis=0), reference.sum(axis=0), atol=1e-9)

@@ -111,3 +111,22 @@ def test_batched_loss_equals_loop(rng, random_weights):
     R = np.stack([W @ teacher.T for W, _ in Ws])
     T = teacher @ teacher.T
     assert np.allclose(loss_from_overlaps(Q, R, T), [loss_from_weights(W, teacher) for W, _ in Ws], rtol=1e-12)
+
+
+def test_gram_rejection_norms_match_the_rejection_formula_for_aligned_and_generic_pairs(rng):
+    # The Gram formula sqrt(|a|^2 |b|^2 - (a.b)^2) cancels for nearly parallel pairs (aligned
+    # units at minima); those pairs must still come out as accurately as the rejection b - proj_a b.
+    from landscape.model.loss import gram_rejection_norms
+
+    W = rng.standard_normal((5, 6, 6)) / np.sqrt(6)
+    teacher = np.eye(6)
+    W[:, 0] = 0.7 * teacher[1] + 1e-7 * rng.standard_normal(6)
+    W[:, 2] = -2.0 * W[:, 3] + 1e-9 * rng.standard_normal((5, 6))
+    W[:, 4] = 0.0
+    for A, B in ((W, W), (W, teacher), (W[0], teacher)):
+        squared = np.einsum("...in,...in->...i", A, A)
+        coefficient = (A @ np.swapaxes(B, -1, -2)) / np.where(squared > 0, squared, 1.0)[..., :, None]
+        rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
+        expected = np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
+        np.testing.assert_allclose(gram_rejection_norms(A, B), expected, rtol=1e-7, atol=1e-14)
+    assert gram_rejection_norms(W, W)[0, 0, 0] == 0.0 and gram_rejection_norms(W, teacher)[0, 4, 2] == 0.0

@@ -30,11 +30,14 @@ import numpy as np
 
 from .batch_flow import (
     DEAD_NORM,
+    SAFE_HANDOVER,
+    STRICT_CONVEX,
     EndReason,
     check_batch,
     check_positive,
     check_projector,
     flow_batch,
+    restricted_hessian,
     unchecked_batch_gradient,
     row_norms,
     subspace_basis,
@@ -118,7 +121,7 @@ def _polish(W, W_teacher, tol, max_iter, projector):
     dead = DEAD_NORM * float(np.sqrt(np.max(np.diag(T))))
 
     def gradient_at(X):
-        return unchecked_batch_gradient(X, W_teacher, T, teacher_residual)
+        return unchecked_batch_gradient(X, W_teacher, T, teacher_residual, exact=True)
 
     W = np.array(W, dtype=float)
     basis = None if projector is None else subspace_basis(projector)
@@ -255,24 +258,111 @@ class StartResults:
 
 
 def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
-    """Flow then polish one chunk of starts (a module-level function, so worker processes can run it)."""
+    """Flow then polish one chunk of starts (a module-level function, so worker processes can run it).
+
+    A start of an unprojected flow whose unit dies goes on without that unit (see :func:`_without_dead_units`).
+    """
+    found = _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
+    if projector is None:
+        found = _without_dead_units(found, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
+    return found
+
+
+def _without_dead_units(found, W_teacher, *arguments):
+    """Starts whose unit died end where the surviving units' flow ends, the dead unit sharing a ray.
+
+    A unit that shrinks to zero under gradient flow stays there (ReLU has no gradient at zero
+    weights), so the network goes on as one with fewer units: with ``K > M`` the extra unit often
+    dies this way while the others reach a minimum, the end of a flat continuum where its share is
+    zero. The survivors are flowed and polished on (units may die again: recursion on fewer
+    units); the dead unit is then put on the ray of the survivor it pointed closest to, sharing it
+    equally, which is a critical point of the full network on the same continuum (units on one
+    ray have the same gradient) and computes the same function. Only if no unit survives does the
+    start stay ``UNIT_DIED``.
+    """
+    W, reasons, gradient_norm, steps, iterations = found
+    scale = float(np.sqrt(np.max(np.sum(W_teacher**2, axis=1))))
+    dead_starts = [s for s, reason in enumerate(reasons) if reason is EndReason.UNIT_DIED]
+    alive = {s: row_norms(W[s]) >= DEAD_NORM * scale for s in dead_starts}
+    by_survivors = {}
+    for s in dead_starts:
+        if 0 < alive[s].sum():
+            by_survivors.setdefault(int(alive[s].sum()), []).append(s)
+    reasons = list(reasons)
+    for group in by_survivors.values():
+        survivors = np.array([W[s][alive[s]] for s in group])
+        part = _search_chunk(survivors, None, W_teacher, *arguments)
+        for position, s in enumerate(group):
+            W[s] = _share_rays(W[s], alive[s], part[0][position])
+            reasons[s], gradient_norm[s] = part[1][position], part[2][position]
+            steps[s] += part[3][position]
+            iterations[s] += part[4][position]
+    return W, tuple(reasons), gradient_norm, steps, iterations
+
+
+def _share_rays(W_dead, alive, survivors):
+    """The full network: survivors in place, each dead unit halving the ray it points closest to."""
+    W = np.zeros_like(W_dead)
+    W[alive] = survivors
+    living = np.flatnonzero(alive)
+    directions = survivors / np.maximum(row_norms(survivors), TINY)[:, None]
+    for k in np.flatnonzero(~alive):
+        j = living[int(np.argmax(directions @ W_dead[k]))]
+        W[k] = W[j] = 0.5 * W[j]
+    return W
+
+
+def _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
+    """Batched flow, then Newton polishing of the starts whose flow converged."""
     flow = flow_batch(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
     W = flow.W.copy()
     reasons = list(flow.reasons)
+    steps = flow.steps.copy()
     gradient_norm = flow.gradient_norm.copy()
     iterations = np.zeros(len(reasons), dtype=int)
+    uncertified = []
     for start in np.flatnonzero(flow.converged):
         own = projector if projector is None or projector.ndim == 2 else projector[start]
         polished = polish_on_rays(W[start], W_teacher, tol, 40) if own is None else None
         if polished is None:
             polished = _polish(W[start], W_teacher, tol, 40, own)
+        early = flow.gradient_norm[start] >= SAFE_HANDOVER
+        if early and not (polished.success and _basin_certified(W[start], polished.W, W_teacher, own)):
+            uncertified.append(start)
+            continue
         W[start], gradient_norm[start], iterations[start] = polished.W, polished.gradient_norm, polished.iterations
         reasons[start] = polished.status
-    return W, tuple(reasons), gradient_norm, flow.steps, iterations
+    if uncertified:
+        # Back to the flow from the hand-over point, handing over at a smaller gradient next time.
+        own = projector if projector is None or projector.ndim == 2 else projector[uncertified]
+        part = _flow_and_polish(W[uncertified], own, W_teacher, flow_tol, tol, max_steps, rtol,
+                                min(0.3 * handover_tol, SAFE_HANDOVER))
+        for position, start in enumerate(uncertified):
+            W[start], reasons[start], gradient_norm[start] = part[0][position], part[1][position], part[2][position]
+            steps[start] += part[3][position]
+            iterations[start] = part[4][position]
+    return W, tuple(reasons), gradient_norm, steps, iterations
 
 
-def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-2,
-                           projector=None, workers=None, progress=None, handover_tol=1e-4, chunk_size=CHUNK_SIZE):
+def _basin_certified(W_start, W_end, W_teacher, projector):
+    """Whether gradient flow from ``W_start`` ends at the minimum ``W_end`` that Newton's method reached.
+
+    If ``L`` is strongly convex on the ball around ``W_end`` through ``W_start``, the flow's
+    distance to ``W_end`` only falls: it stays in the ball and ends at ``W_end``. Checked where it
+    can fail, on the segment Newton's method crossed: the Hessian is positive definite (smallest
+    eigenvalue above ``STRICT_CONVEX`` times the largest) at ``W_end``, half-way and at
+    ``W_start``. Not a proof (the ball is not the segment); the basin-faithfulness test and
+    ``benchmarks/bench_basins.py`` measure how often the end point differs from a tight flow's.
+    """
+    for point in (W_end, 0.5 * (W_start + W_end), W_start):
+        eigenvalues = np.linalg.eigvalsh(restricted_hessian(point, W_teacher, projector))
+        if eigenvalues[0] <= STRICT_CONVEX * eigenvalues[-1]:
+            return False
+    return True
+
+
+def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20_000, rtol=1e-3,
+                           projector=None, workers=None, progress=None, handover_tol=SAFE_HANDOVER, chunk_size=CHUNK_SIZE):
     """Gradient flow from every start, then Newton polishing of the flows that converged.
 
     Starts are processed in chunks of :data:`~landscape.critical_points.parallel.CHUNK_SIZE` (vectorised inside a
@@ -287,14 +377,22 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     flow_tol : float, optional
         Gradient norm at which the flow hands over to Newton's method.
     handover_tol : float, optional
-        Earlier hand-over where the Hessian has no negative eigenvalue (see
-        :func:`landscape.critical_points.batch_flow.flow_to_critical`).
+        Earlier hand-over to Newton's method where the Hessian has no negative eigenvalue (see
+        :func:`landscape.critical_points.batch_flow.flow_to_critical`). Above
+        :data:`~landscape.critical_points.batch_flow.SAFE_HANDOVER` the Hessian must be positive
+        definite and the polished minimum certified to be the flow's (strong convexity around it,
+        :func:`_basin_certified`); starts that fail go back to the flow from where they left it.
+        Default ``SAFE_HANDOVER`` (1e-4): with the cheap batched gradient, ``1e-2`` saves a quarter
+        of the flow steps but costs as much in Hessians (``benchmarks/bench_basins.py``).
     tol : float, optional
         Gradient norm required of a polished point.
     max_steps : int, optional
         Flow steps per start.
     rtol : float, optional
-        Relative local error of the flow integrator.
+        Relative local error of the flow integrator. At ``1e-2`` one start in 100 at ``K = M = 16``
+        ended at another minimum than the flow integrated to ``1e-3`` or ``1e-4`` (which agree);
+        ``1e-3`` costs about the same there (fewer convexity checks and Newton steps), 1.5x more
+        at ``K = M = 6`` (``benchmarks/bench_basins.py``).
     projector : array_like, shape (K n, K n) or (S, K n, K n), optional
         Keep flows and Newton steps in a subspace (see :func:`landscape.critical_points.ansatz.ansatz_projector`),
         one for all starts or one per start.

@@ -27,6 +27,8 @@ from ..kernels.overlaps import validate_overlaps, validate_weights
 
 __all__ = [
     "PairResiduals",
+    "rejection_norms",
+    "gram_rejection_norms",
     "GradientCoefficients",
     "loss_from_overlaps",
     "gradient_coefficients",
@@ -91,6 +93,42 @@ def rejection_norms(A, B):
     coefficient = (A @ np.swapaxes(B, -1, -2)) / safe[..., :, None]
     rejection = B[..., None, :, :] - coefficient[..., :, :, None] * A[..., :, None, :]
     return np.sqrt(squared)[..., :, None] * np.linalg.norm(rejection, axis=-1)
+
+
+#: Pairs with ``sin^2`` of their angle below this get the rejection formula; above it the Gram formula
+#: loses at most ``eps / (2 sin^2) < 1e-11`` relative accuracy.
+_ALIGNED_SIN2 = 1e-4
+
+
+def gram_rejection_norms(A, B):
+    """:func:`rejection_norms` from the Gram matrix, the rejection recomputed only for nearly parallel pairs.
+
+    The Gram formula costs ``O(I J)`` after one matrix product; forming every rejection costs
+    ``O(I J n)`` per batch entry and made the batched flow's gradient 10x slower at ``K = 16-20``.
+    Accurate to ``1e-11`` relative (``rejection_norms`` to rounding, which keeps losses of exact
+    global minima at zero): the hot path of the batched flow, not the loss of a catalogue point.
+    """
+    squared_a = np.einsum("...in,...in->...i", A, A)
+    squared_b = np.einsum("...jn,...jn->...j", B, B)
+    inner = A @ np.swapaxes(B, -1, -2)
+    product = squared_a[..., :, None] * squared_b[..., None, :]
+    squared = product - inner * inner
+    result = np.sqrt(np.maximum(squared, 0.0))
+    close = squared <= _ALIGNED_SIN2 * product
+    if A is B:  # a unit with itself: exactly zero, no need to recompute
+        diagonal = np.arange(A.shape[-2])
+        close[..., diagonal, diagonal] = False
+        result[..., diagonal, diagonal] = 0.0
+    index = np.nonzero(close)
+    if index[0].size:
+        batch = result.shape[:-2]
+        a = np.broadcast_to(A, batch + A.shape[-2:])[index[:-1]]
+        b = np.broadcast_to(B, batch + B.shape[-2:])[index[:-2] + (index[-1],)]
+        length = np.einsum("pn,pn->p", a, a)
+        safe = np.where(length > 0, length, 1.0)
+        rejection = b - (np.einsum("pn,pn->p", a, b) / safe)[:, None] * a
+        result[index] = np.sqrt(length) * np.linalg.norm(rejection, axis=-1)
+    return result
 
 
 def loss_from_overlaps(Q, R, T, residuals=None):

@@ -1,0 +1,79 @@
+"""Safran & Shamir's whole table (``assets/sweep_safran_shamir.json``) as a sweep, printed beside the published rates.
+
+Run: ``python benchmarks/bench_safran_shamir.py --store runs/safran_shamir [--workers 2] [--starts N] [--sizes 6,7]``.
+Computes the missing tasks of the spec into the store (resumable: re-run to continue; ``--starts`` and
+``--sizes`` make a smaller spec for a quick check, in its own store), then prints one row per ``(K, M)``:
+the fraction of starts that ended away from a global minimum with its Wilson 95% interval, the
+published fraction (runs ending at a point with loss >= 1e-3, of 1,000), whether the published
+fraction lies inside our 99% interval, the starts that did not converge, and the task's CPU seconds.
+The full spec is 29 catalogues of 1,000 starts (do not start it on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+from landscape.catalogues.reachability import wilson_interval
+from landscape.catalogues.sweep import run_sweep
+from landscape.catalogues.sweep_store import load_store
+
+SPEC = Path(__file__).resolve().parent.parent / "assets" / "sweep_safran_shamir.json"
+REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
+
+
+def _published():
+    if not REFERENCE.is_file():
+        return {}
+    with REFERENCE.open() as handle:
+        return {(int(r["student_units_K"]), int(r["teacher_units_M"])): int(r["runs_ending_at_spurious_points"]) / int(r["runs"])
+                for r in csv.DictReader(handle)}
+
+
+def _spec(starts, sizes):
+    spec = json.loads(SPEC.read_text())
+    if starts is not None:
+        spec["starts"] = starts
+    if sizes is not None:
+        spec["grid"] = [cell for cell in spec["grid"] if cell["M"][0] in sizes]
+    return spec
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True, help="store folder (created, or resumed)")
+    parser.add_argument("--workers", type=int, default=None, help="Dask worker processes (default: one per core)")
+    parser.add_argument("--starts", type=int, default=None, help="starts per catalogue (default: the spec's 1,000)")
+    parser.add_argument("--sizes", default=None, help="comma-separated M to keep (default: all, 6..20)")
+    args = parser.parse_args()
+    sizes = None if args.sizes is None else {int(x) for x in args.sizes.split(",")}
+    spec = _spec(args.starts, sizes)
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    start = time.perf_counter()
+    result = run_sweep(spec, args.store, workers=args.workers)
+    print(f"sweep: {result.message} in {time.perf_counter() - start:.0f} s wall\n")
+    published = _published()
+    store = load_store(args.store)
+    seconds = {record.task.key: record.cpu_seconds for record in store.records}
+    print("| K | M | starts | ours: away from a global minimum (95% CI) | Safran & Shamir | inside our 99% CI "
+          "| not converged | CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for task, catalogue in zip((r.task for r in store.select()), store.catalogues()):
+        away = sum(p.count for p in catalogue.points if not p.is_global) + sum(catalogue.failures.values())
+        lower, upper = wilson_interval(away, catalogue.starts)
+        lower99, upper99 = wilson_interval(away, catalogue.starts, confidence=0.99)
+        reference = published.get((catalogue.config.K, catalogue.config.M))
+        inside = "" if reference is None else ("yes" if lower99 <= reference <= upper99 else "NO")
+        shown = "not published" if reference is None else f"{reference:.3f}"
+        print(f"| {catalogue.config.K} | {catalogue.config.M} | {catalogue.starts} | {away / catalogue.starts:.3f} "
+              f"({lower:.3f}-{upper:.3f}) | {shown} | {inside} | {sum(catalogue.failures.values())} | "
+              f"{seconds[task.key]:.0f} |", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
