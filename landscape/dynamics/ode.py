@@ -20,7 +20,8 @@ from ..model.initialisation import initial_overlaps
 from ..model.loss import loss_from_overlaps
 from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
 from ..kernels.overlaps import validate_overlaps
-from .trajectory import FlowStatus, Trajectory, final_time_message
+from .span import SINGULAR_ORTHOGONAL_PART, loss_from_rows, overlaps_from_rows, student_rows, teacher_rows
+from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
 
 __all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode"]
 
@@ -122,7 +123,11 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
 
 
 _STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverged": FlowStatus.DIVERGED,
-           "failed": FlowStatus.DIVERGED}
+           "failed": FlowStatus.FAILED}
+
+# A failed solve whose overlaps grew this much (relative to the start and the teacher) was a
+# blow-up between two accepted steps: diverged, not failed.
+_GROWTH_OF_DIVERGENCE = 1e3
 
 
 # The convergence time is where the speed falls to tol; near a fixed point approached at rate lam
@@ -142,10 +147,18 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     settings = dict(lr=lr, t_max=t_max, noise=noise, rtol=rtol, atol=atol, bound=bound)
     tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
     settings["tol"] = _APPROACH * tol
-    if eta2 and not carried:
-        pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=True, **settings)]
+    U0, orthogonal = student_rows(Q0, R0, teacher_rows(T, K))
+    # The eta^2 term enters as a change of the orthogonal factor S (dS = Phi S^-T / 2): from a
+    # start with (nearly) all students in the teacher span it is unbounded, and that run keeps
+    # the overlaps as variables (with the quadrature).
+    layout = "overlaps" if eta2 and orthogonal < SINGULAR_ORTHOGONAL_PART else "span"
+    if layout == "overlaps":
+        y0 = np.concatenate([Q0.ravel(), R0.ravel()])
+        pieces = [solve_numpy(y0, 0.0, K, T, eta2=True, layout=layout, **settings)]
+    elif eta2 and not carried:
+        pieces = [solve_numpy(U0.ravel(), 0.0, K, T, eta2=True, **settings)]
     else:
-        pieces = [solve_compiled(initial_state(Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
+        pieces = [solve_compiled(initial_state(U0, Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
         pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
     last = pieces[-1]
     if last.status == "converged":
@@ -153,8 +166,8 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
             pieces.append(solve_compiled(last.state_end, last.t_end, K, T, carried=carried, **tail))
             pieces += _continue(pieces[-1], K, T, eta2, carried, strict, tail)
         else:
-            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, **tail))
-    return _trajectory(pieces, K, T, n_points)
+            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, layout=last.layout, **tail))
+    return _trajectory(pieces, K, T, n_points, Q0)
 
 
 def _continue(piece, K, T, eta2, carried, strict, settings):
@@ -167,29 +180,69 @@ def _continue(piece, K, T, eta2, carried, strict, settings):
     # accepted step.
     if strict:
         raise _CarriedFailed
-    return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=eta2, **settings)]
+    if not eta2:
+        return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=False, **settings)]
+    # With the eta^2 term by quadrature the orthogonal factor is no help here: the quadrature's
+    # rounding (~1e-12), divided by an orthogonal part that shrinks onto the teacher, made the
+    # step size collapse (minutes for the correlated-teacher preset). The overlaps carry on.
+    Q, R = overlaps_from_rows(piece.y_end.reshape(K, -1), teacher_rows(T, K))
+    y = np.concatenate([(0.5 * (Q + Q.T)).ravel(), R.ravel()])
+    return [solve_numpy(y, piece.t_end, K, T, eta2=True, layout="overlaps", **settings)]
 
 
-def _trajectory(pieces, K, T, n_points):
+def _overlaps_and_loss(states, layout, K, T):
+    """``Q``, ``R`` and the loss at flat states (n_times, n) of a ``layout``; from student rows
+    in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
+    if layout == "overlaps":
+        Q, R = unpack(states, K, T.shape[0])
+        with np.errstate(all="ignore"):
+            return Q, R, loss_from_overlaps(Q, R, T)
+    V = teacher_rows(T, K)
+    U = states.reshape(states.shape[0], K, -1)
+    Q, R = overlaps_from_rows(U, V)
+    with np.errstate(all="ignore"):
+        return Q, R, loss_from_rows(U, V)
+
+
+def _stats(pieces):
+    handover = next((after.t0 for before, after in zip(pieces, pieces[1:])
+                     if before.solver == "compiled" and after.solver == "scipy"), None)
+    return SolverStats(
+        accepted_steps=sum(piece.accepted for piece in pieces), rejected_steps=sum(piece.rejected for piece in pieces),
+        rhs_evaluations=sum(piece.nfev for piece in pieces), handover_time=handover, variables=pieces[0].layout,
+    )
+
+
+def _trajectory(pieces, K, T, n_points, Q0):
     last = pieces[-1]
+    M = T.shape[0]
     if last.status == "failed":
-        times = np.concatenate([piece.steps_t for piece in pieces])
-        states = np.concatenate([piece.steps_y for piece in pieces])
+        parts = [(piece.steps_t, _overlaps_and_loss(piece.steps_y, piece.layout, K, T)) for piece in pieces]
+        times = np.concatenate([part[0] for part in parts])
+        Q, R, loss = (np.concatenate([part[1][i] for part in parts]) for i in range(3))
     else:
         times = _time_grid(last.t_end, n_points)
-        states = np.empty((times.size, last.y_end.size))
+        Q, R, loss = np.empty((times.size, K, K)), np.empty((times.size, K, M)), np.empty(times.size)
         for piece in pieces:
             inside = (times >= piece.t0) & (times <= piece.t_end)
+            if piece is last:
+                inside[-1] = False
             if np.any(inside):
-                states[inside] = piece.evaluate(times[inside])
-        states[-1] = last.y_end
-    Q, R = unpack(states, K, T.shape[0])
-    with np.errstate(all="ignore"):
-        loss = loss_from_overlaps(Q, R, T)
+                Q[inside], R[inside], loss[inside] = _overlaps_and_loss(piece.evaluate(times[inside]), piece.layout, K, T)
+        end = _overlaps_and_loss(last.y_end[None, :], last.layout, K, T)
+        Q[-1], R[-1], loss[-1] = end[0][0], end[1][0], end[2][0]
     status = _STATUS[last.status]
+    message = final_time_message(status, last.t_end)
+    if status is FlowStatus.FAILED:
+        size = max(1.0, float(np.max(np.abs(Q0))), float(np.max(np.abs(T))))
+        if not np.all(np.isfinite(Q[-1])) or np.max(np.abs(Q[-1])) > _GROWTH_OF_DIVERGENCE * size:
+            status = FlowStatus.DIVERGED
+            message = final_time_message(status, last.t_end)
+        else:
+            message = f"{message}: {last.reason}"
     return Trajectory(
         t=np.asarray(times, dtype=float), Q=Q, R=R, T=T, loss=loss,
-        status=status, message=final_time_message(status, last.t_end), method="ode",
+        status=status, message=message, method="ode", stats=_stats(pieces),
     )
 
 
