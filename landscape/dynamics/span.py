@@ -15,6 +15,8 @@ semi-definite ``Phi`` to ``S S^T``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = []  # internal to the ODE
@@ -25,11 +27,22 @@ SINGULAR_ORTHOGONAL_PART = 1e-10
 
 
 def teacher_rows(T, K):
-    """Teacher rows ``V`` (M, r + K): a factor of ``T`` (by ``eigh``), then ``K`` zero columns."""
+    """Teacher rows ``V`` (M, r + K): a factor of ``T`` (by ``eigh``), then ``K`` zero columns
+    (read-only; the same array for the same ``T`` and ``K``)."""
+    T = np.ascontiguousarray(T, dtype=float)
+    return _teacher_rows(T.tobytes(), T.shape[0], int(K))
+
+
+@functools.lru_cache(maxsize=64)
+def _teacher_rows(T_bytes, M, K):
+    # A run asks for them several times (solvers, output); eigh costs more than the rest.
+    T = np.frombuffer(T_bytes).reshape(M, M)
     eigenvalues, eigenvectors = np.linalg.eigh(T)
     keep = eigenvalues > 1e-12 * eigenvalues.max()
     factor = eigenvectors[:, keep] * np.sqrt(eigenvalues[keep])
-    return np.ascontiguousarray(np.hstack([factor, np.zeros((T.shape[0], K))]))
+    rows = np.ascontiguousarray(np.hstack([factor, np.zeros((M, K))]))
+    rows.setflags(write=False)
+    return rows
 
 
 def student_rows(Q, R, V):
