@@ -161,7 +161,9 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     # The eta^2 term enters as a change of the orthogonal factor S (dS = Phi S^-T / 2): from a
     # start with (nearly) all students in the teacher span it is unbounded, and that run keeps
     # the overlaps as variables (with the quadrature).
-    layout = "overlaps" if eta2 and orthogonal < SINGULAR_ORTHOGONAL_PART else "span"
+    # With the quadrature (no carried state) the overlaps are the variables too: its rounding
+    # (~1e-12), divided by S, made the step size collapse (minutes instead of seconds).
+    layout = "overlaps" if eta2 and (orthogonal < SINGULAR_ORTHOGONAL_PART or not carried) else "span"
     if layout == "overlaps":
         y0 = np.concatenate([Q0.ravel(), R0.ravel()])
         pieces = [solve_numpy(y0, 0.0, K, T, eta2=True, layout=layout, **settings)]
