@@ -125,8 +125,14 @@ def test_a_failure_of_solve_ivp_is_failed_and_a_blow_up_is_diverged(monkeypatch)
     # The scipy path: solve_ivp's own message reaches the user.
     config = RunConfig(K=2, M=2, lr=0.5, eta2=True, t_max=5.0, init=InitSpec(d=100, seed=0))
     Q0, R0 = initial_overlaps(config)
-    monkeypatch.setattr(ode_solvers._NumpyDynamics, "_span_velocity",
-                        lambda self, y: np.full_like(y, np.nan) if self.nfev > 20 else np.zeros_like(y) + 1e-3)
+    calls = []
+
+    def breaking(Q, R, *args):  # a right-hand side that turns NaN after a few steps
+        calls.append(1)
+        value = np.nan if len(calls) > 40 else 1e-3
+        return np.full_like(Q, value), np.full_like(R, value)
+
+    monkeypatch.setattr(ode_solvers, "ode_velocity", breaking)
     failed = integrate_ode(Q0, R0, config.teacher_matrix(), 0.5, 5.0, four_point="quadrature")
     assert failed.status is FlowStatus.FAILED
     assert "solve_ivp" in failed.message
