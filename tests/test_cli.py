@@ -45,6 +45,11 @@ def test_flow_prints_the_contract_keys(tmp_path, capsys):
     assert code == 0 and result["status"] in {"converged", "diverged", "t_max"}
     assert len(result["t"]) == len(result["loss"]) == len(result["Q"]) == len(result["R"])
     assert np.array(result["Q"]).shape[1:] == (2, 2) and np.array(result["R"]).shape[1:] == (2, 2)
+    solver = result["solver"]
+    # DOP853: at least 12 right-hand sides per trial step; t = 5 takes a handful of steps.
+    assert solver["accepted_steps"] >= 1 and solver["rejected_steps"] >= 0
+    assert solver["rhs_evaluations"] >= 12 * solver["accepted_steps"]
+    assert solver["handover_time"] is None and solver["variables"] == "span"
 
 
 def test_simulate_prints_the_same_keys(tmp_path, capsys):

@@ -20,6 +20,7 @@ from landscape.kernels.fourpoint import (
     finite_lr_expectation,
     relu_four_point,
 )
+from landscape.dynamics.span import student_rows, teacher_rows
 from landscape.dynamics.compiled_flow import (
     _angle_tables,
     _any_exactly_aligned,
@@ -187,10 +188,13 @@ def test_carried_state_tracks_the_exact_quadrature_along_a_trajectory():
         velocity(y, model, out, False)
         return out
 
-    y0 = np.concatenate([Q0.ravel(), R0.ravel(), carrier.initial_state(np.block([[Q0, R0], [R0.T, T]]))])
+    # The state: student rows in the span of the units (K, K + M), then the carried (P4, F).
+    V = teacher_rows(T, 3)
+    U0, _ = student_rows(Q0, R0, V)
+    y0 = np.concatenate([U0.ravel(), carrier.initial_state(np.block([[Q0, R0], [R0.T, T]]))])
     final = solve_ivp(rhs, (0.0, 15.0), y0, method="DOP853", rtol=1e-10, atol=1e-13).y[:, -1]
-    Q, R = final[:9].reshape(3, 3), final[9:18].reshape(3, 3)
-    Q = 0.5 * (Q + Q.T)
+    U = final[:18].reshape(3, 6)
+    Q, R = U @ U.T, U @ V.T
     assert np.max(np.abs(R - R0)) > 0.1  # the overlaps did move
     exact = carrier.initial_state(np.block([[Q, R], [R.T, T]]))
     assert np.allclose(final[18:], exact, atol=1e-9, rtol=0)

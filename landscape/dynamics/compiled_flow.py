@@ -28,6 +28,7 @@ from ..kernels.fourpoint import unit_quadruples
 from .fourpoint_flow import carried_four_point
 from ..kernels.gaussian import TINY
 from ..kernels.orthant import PAIRS
+from .span import teacher_rows
 
 __all__ = []  # internal to the ODE
 
@@ -59,12 +60,14 @@ def flow_model(T, lr, noise, n_students, bound, carried=False):
     Returns
     -------
     tuple
-        ``(T, lr, noise, K, carried, bound, tables)`` with the index tables of
+        ``(T, V, lr, noise, K, carried, bound, tables)`` with the teacher rows ``V`` (M, p) of
+        :func:`landscape.dynamics.span.teacher_rows` and the index tables of
         :func:`_carried_tables` (empty without ``carried``).
     """
     T = np.ascontiguousarray(T, dtype=float)
+    V = teacher_rows(T, int(n_students))
     tables = _carried_tables(n_students, T.shape[0]) if carried else _NO_TABLES
-    return T, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables
+    return T, V, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables
 
 
 def _read_only(tables):
@@ -121,40 +124,58 @@ def _carried_tables(n_students, n_teachers):
 
 
 @_jit
-def _joint_overlaps(y, T, K):
-    """``Omega = [[Q, R], [R^T, T]]`` from the flat state ``(Q, R, ...)``, ``Q`` symmetrised."""
-    M = T.shape[0]
-    n = K + M
-    omega = np.empty((n, n))
-    for a in range(K):
-        for b in range(K):
-            omega[a, b] = 0.5 * (y[a * K + b] + y[b * K + a])
-        for m in range(M):
-            omega[a, K + m] = y[K * K + a * M + m]
-            omega[K + m, a] = omega[a, K + m]
+def _span_rows(y, V, K):
+    """The rows ``W = [U; V]`` (K + M, p): students from the flat state, then the teachers."""
+    M, p = V.shape
+    W = np.empty((K + M, p))
+    for k in range(K):
+        for a in range(p):
+            W[k, a] = y[k * p + a]
     for m in range(M):
-        for p in range(M):
-            omega[K + m, K + p] = T[m, p]
+        for a in range(p):
+            W[K + m, a] = V[m, a]
+    return W
+
+
+@_jit
+def _gram(W):
+    """``Omega = W W^T`` (n, n): the joint overlaps, a Gram matrix by construction."""
+    n, p = W.shape
+    omega = np.empty((n, n))
+    for a in range(n):
+        for b in range(a + 1):
+            total = 0.0
+            for c in range(p):
+                total += W[a, c] * W[b, c]
+            omega[a, b] = omega[b, a] = total
     return omega
 
 
 @_jit
-def _gradient_flow_rows(omega, K):
-    """``-grad_k . [u, u*]`` for every student ``k`` (K, n) with ``lr = 1``.
+def _gradient_flow_coefficients(omega, W, K):
+    """``C`` (K, n) with ``-grad_k L = sum_j C[k, j] W_j`` (students ``j < K``, then teachers).
 
-    The arithmetic of :func:`landscape.model.loss.gradient_flow_velocity`, term by term.
+    The coefficients of :func:`landscape.model.loss.gradient_coefficients` (``-alpha``, ``-beta``)
+    with the pair residuals ``sqrt(q_k q_j - c^2) = |u_k| |w_j - (c / q_k) u_k|`` computed from the
+    rows: exact near aligned units, where the square root of the cancellation keeps only half
+    the digits (and a flow converging onto its teacher would stall at a loss of ~1e-9).
     """
-    n = omega.shape[0]
+    n, p = W.shape
     fire = np.empty((K, n))
     residual = np.empty((K, n))
     for k in range(K):
         q = omega[k, k]
         for j in range(n):
-            r = q * omega[j, j] - omega[k, j] * omega[k, j]
-            r = math.sqrt(r) if r > 0.0 else 0.0
+            r = 0.0
+            if j != k and q > TINY:
+                ratio = omega[k, j] / q
+                total = 0.0
+                for a in range(p):
+                    e = W[j, a] - ratio * W[k, a]
+                    total += e * e
+                r = math.sqrt(q * total)
             fire[k, j] = (math.pi - math.atan2(r, omega[k, j])) / _TWO_PI
-            alive = q > TINY and omega[j, j] > TINY
-            if not alive:
+            if not (q > TINY and omega[j, j] > TINY):
                 fire[k, j] = 0.0
             residual[k, j] = r / (_TWO_PI * q) if q > TINY else 0.0
     for k in range(K):
@@ -164,17 +185,84 @@ def _gradient_flow_rows(omega, K):
         for j in range(K, n):
             kink -= residual[k, j]
         fire[k, k] += kink
-    rows = np.zeros((K, n))
     for k in range(K):
-        for c in range(n):
-            teacher_part = 0.0
-            for m in range(K, n):
-                teacher_part += fire[k, m] * omega[m, c]
-            student_part = 0.0
-            for j in range(K):
-                student_part += fire[k, j] * omega[j, c]
-            rows[k, c] = teacher_part - student_part
-    return rows
+        for j in range(K):
+            fire[k, j] = -fire[k, j]
+    return fire
+
+
+@_jit
+def _add_orthogonal_part(W, term, K, out):
+    """Add ``dS = term S^{-T} / 2`` to the orthogonal columns of ``out`` (K, p): the ``eta^2``
+    term ``dQ = term`` as a change of ``S`` (``dS S^T + S dS^T = term``). NaN if ``S`` is singular
+    (Gaussian elimination with partial pivoting on ``S Y = term / 2``, ``dS = Y^T``)."""
+    p = W.shape[1]
+    first = p - K
+    S = np.empty((K, K))
+    Y = np.empty((K, K))
+    for a in range(K):
+        for b in range(K):
+            S[a, b] = W[a, first + b]
+            Y[a, b] = 0.5 * term[a, b]
+    for col in range(K):
+        pivot = col
+        for row in range(col + 1, K):
+            if abs(S[row, col]) > abs(S[pivot, col]):
+                pivot = row
+        if S[pivot, col] == 0.0:
+            out[:] = np.nan
+            return
+        if pivot != col:
+            for b in range(K):
+                S[col, b], S[pivot, b] = S[pivot, b], S[col, b]
+                Y[col, b], Y[pivot, b] = Y[pivot, b], Y[col, b]
+        for row in range(col + 1, K):
+            factor = S[row, col] / S[col, col]
+            for b in range(col, K):
+                S[row, b] -= factor * S[col, b]
+            for b in range(K):
+                Y[row, b] -= factor * Y[col, b]
+    for col in range(K - 1, -1, -1):
+        for b in range(K):
+            total = Y[col, b]
+            for c in range(col + 1, K):
+                total -= S[col, c] * Y[c, b]
+            Y[col, b] = total / S[col, col]
+    for k in range(K):
+        for a in range(K):
+            out[k * p + first + a] += Y[a, k]
+
+
+@_jit
+def _gram_rate(W, f, K):
+    """``d Omega / dt`` (n, n) from the rows ``W`` and the students' velocity ``f`` (K p,)."""
+    n, p = W.shape
+    rate = np.zeros((n, n))
+    for a in range(K):
+        for b in range(n):
+            total = 0.0
+            for c in range(p):
+                total += f[a * p + c] * W[b, c]
+            rate[a, b] += total
+            rate[b, a] += total
+    return rate
+
+
+@_jit
+def overlap_events(y, f, model):
+    """``(|d(Q, R)/dt|, largest |Q_kl|, |R_km|)`` at the state ``y`` with velocity ``f``: what the
+    convergence and divergence events watch (the overlaps, not the coordinates)."""
+    V, K = model[1], model[4]
+    M, p = V.shape
+    W = _span_rows(y, V, K)
+    omega = _gram(W)
+    rate = _gram_rate(W, f, K)
+    speed, largest = 0.0, 0.0
+    for a in range(K):
+        for b in range(K + M):
+            speed += rate[a, b] * rate[a, b]  # dQ (K, K), then dR (K, M)
+            largest = max(largest, abs(omega[a, b]))
+    return math.sqrt(speed), largest
 
 
 # ----------------------------------------------------------------------------- four-point part
@@ -443,45 +531,45 @@ def _finite_lr_term(sd, corr, state, K, noise, tables):
 
 
 @_jit
-def velocity(y, model, out, overlaps_only):
-    """Write ``dy/dt`` of the flat state ``y = (Q, R[, P4, F])`` into ``out``.
+def velocity(y, model, out, span_only):
+    """Write ``dy/dt`` of the flat state ``y = (U[, P4, F])`` into ``out``.
 
-    With ``overlaps_only``, only the overlaps' part of ``out`` (the first ``K (K + M)`` entries)
-    is written: the carried state's own rates, most of the cost, are skipped.
+    ``U`` (K, p) are the student rows in the span (:mod:`landscape.dynamics.span`). With
+    ``span_only``, only the rows' part of ``out`` (the first ``K p`` entries) is written: the
+    carried state's own rates, most of the cost, are skipped.
 
-    NaN everywhere when ``y`` is not finite or beyond the model's bound: a Runge-Kutta trial
-    stage out of range, which the integrator rejects.
+    NaN everywhere when ``y`` is not finite or a coordinate is beyond the square root of the
+    model's bound (an overlap beyond the bound): a Runge-Kutta trial stage out of range, which
+    the integrator rejects.
     """
-    T, lr, noise, K, carried, bound, tables = model
-    M = T.shape[0]
-    n_overlaps = K * (K + M)
+    T, V, lr, noise, K, carried, bound, tables = model
+    p = V.shape[1]
+    n_span = K * p
+    limit = math.sqrt(bound)
     for a in range(y.size):
-        if not math.isfinite(y[a]) or (a < n_overlaps and abs(y[a]) > bound):
+        if not math.isfinite(y[a]) or (a < n_span and abs(y[a]) > limit):
             out[:] = np.nan
             return
-    omega = _joint_overlaps(y, T, K)
-    rows = _gradient_flow_rows(omega, K)
-    rate = np.zeros_like(omega)
+    W = _span_rows(y, V, K)
+    omega = _gram(W)
+    coefficients = _gradient_flow_coefficients(omega, W, K)
+    n = omega.shape[0]
     for k in range(K):
-        for l in range(K):
-            rate[k, l] = lr * (rows[k, l] + rows[l, k])
-        for m in range(M):
-            rate[k, K + m] = lr * rows[k, K + m]
+        for a in range(p):
+            total = 0.0
+            for j in range(n):
+                total += coefficients[k, j] * W[j, a]
+            out[k * p + a] = lr * total
     if carried:
         sd, corr = _correlations(omega)
-        state = y[n_overlaps:]
+        state = y[n_span:]
         term = _finite_lr_term(sd, corr, state, K, noise, tables)
         for k in range(K):
             for l in range(K):
-                rate[k, l] += lr * lr * term[k, l]
-    for k in range(K):
-        for l in range(K):
-            out[k * K + l] = rate[k, l]
-        for m in range(M):
-            out[K * K + k * M + m] = rate[k, K + m]
-            rate[K + m, k] = rate[k, K + m]
-    if carried and not overlaps_only:
-        _carried_rates(sd, corr, rate, y[n_overlaps:], tables, out[n_overlaps:])
+                term[k, l] *= lr * lr
+        _add_orthogonal_part(W, term, K, out)
+        if not span_only and math.isfinite(out[0]):
+            _carried_rates(sd, corr, _gram_rate(W, out, K), state, tables, out[n_span:])
 
 
 @_jit
@@ -515,8 +603,8 @@ def carried_margin(y, model):
     rounding no longer resolves when ``rho`` is within ~1e-8 of +-1 (a flow converging onto a
     teacher): the step size then collapses.
     """
-    T, _, _, K, _, _, _ = model
-    omega = _joint_overlaps(y, T, K)
+    V, K = model[1], model[4]
+    omega = _gram(_span_rows(y, V, K))
     n = omega.shape[0]
     largest = 0.0
     for a in range(n):

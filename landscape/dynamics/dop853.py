@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 from scipy.integrate import DOP853
 
-from .compiled_flow import carried_margin, velocity
+from .compiled_flow import carried_margin, overlap_events, velocity
 
 __all__ = []  # internal to the ODE
 
@@ -156,14 +156,11 @@ def _interpolate(coefficients, y_old, x):
 
 
 @_jit
-def _events(y, f, n_monitor, lr, tol, bound):
-    """Values of the convergence (falls through 0) and divergence (rises through 0) events."""
-    speed = 0.0
-    largest = 0.0
-    for a in range(n_monitor):
-        speed += f[a] * f[a]
-        largest = max(largest, abs(y[a]))
-    return math.log(math.sqrt(speed) / lr + 1e-300) - math.log(tol), largest - 0.5 * bound
+def _events(y, f, model, lr, tol, bound):
+    """Values of the convergence (falls through 0) and divergence (rises through 0) events, on
+    the overlaps ``(Q, R)`` of the state (see :func:`landscape.dynamics.compiled_flow.overlap_events`)."""
+    speed, largest = overlap_events(y, f, model)
+    return math.log(speed / lr + 1e-300) - math.log(tol), largest - 0.5 * bound
 
 
 @_jit
@@ -182,7 +179,7 @@ def _event_root(which, coefficients, y_old, t_old, h, g_old, g_new, n_monitor, l
             x = 0.5 * (low + high)
         y = _interpolate(coefficients, y_old, x)
         velocity(y, model, f, True)
-        g = _events(y, f, n_monitor, lr, tol, bound)[which]
+        g = _events(y, f, model, lr, tol, bound)[which]
         if (g >= 0.0) == (g_low >= 0.0):
             low, g_low = x, g
             if side == -1:
@@ -205,10 +202,11 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     (``_STALL_STEPS`` steps in a row shorter than ``_STALL_FRACTION`` of ``max(1, t)``): the
     caller continues from there with another solver.
 
-    Returns ``(status, t_end, y_end, steps, n_steps, nfev)`` with ``steps = (starts, lengths,
+    Returns ``(status, t_end, y_end, steps, n_steps, nfev, n_rejected)`` with ``steps = (starts, lengths,
     states, interpolants)``: every accepted step's start time, length, starting state and
     interpolant (the last step may be cut short by an event at ``t_end``), to evaluate the
-    trajectory anywhere in ``[0, t_end]`` with :func:`dense_values`.
+    trajectory anywhere in ``[0, t_end]`` with :func:`dense_values`; ``nfev`` right-hand sides
+    were evaluated and ``n_rejected`` trial steps rejected.
     """
     n = y0.size
     stages, trial = np.empty((_A.shape[0], n)), np.empty(n)
@@ -225,8 +223,9 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     velocity(y + h0 * f, model, f1, False)
     nfev = 2
     h_abs = _initial_step(y, f, f1, h0, t_bound, rtol, atol)
-    g = _events(y, f, n_monitor, lr, tol, bound)
+    g = _events(y, f, model, lr, tol, bound)
     n_steps = 0
+    n_rejected = 0
     short_steps = 0
     while True:
         min_step = 10.0 * abs(np.nextafter(t, np.inf) - t)
@@ -234,7 +233,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
         rejected = False
         while True:
             if h_abs < min_step or not math.isfinite(h_abs):
-                return STEP_TOO_SMALL, t, y, (starts, lengths, states, interpolants), n_steps, nfev
+                return STEP_TOO_SMALL, t, y, (starts, lengths, states, interpolants), n_steps, nfev, n_rejected
             t_new = min(t + h_abs, t_bound)
             h = t_new - t
             stages[0] = f
@@ -258,6 +257,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             factor = _SAFETY * error**_ERROR_EXPONENT if math.isfinite(error) else _MIN_FACTOR
             h_abs *= max(_MIN_FACTOR, factor)
             rejected = True
+            n_rejected += 1
         f_new = stages[_N_STAGES].copy()
         if n_steps == capacity:
             capacity *= 2
@@ -276,7 +276,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
         coefficients = _dense_coefficients(y, y_new, f_new, h, stages, n_monitor)
         starts[n_steps], lengths[n_steps], states[n_steps], interpolants[n_steps] = t, h, y, coefficients
         n_steps += 1
-        g_new = _events(y_new, f_new, n_monitor, lr, tol, bound)
+        g_new = _events(y_new, f_new, model, lr, tol, bound)
         crossed_converged = g[0] >= 0.0 and g_new[0] <= 0.0
         crossed_diverged = g[1] <= 0.0 and g_new[1] >= 0.0
         if crossed_converged or crossed_diverged:
@@ -288,14 +288,14 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             x = min(x_converged, x_diverged)
             status = DIVERGED if x_diverged <= x_converged else CONVERGED
             steps = (starts, lengths, states, interpolants)
-            return status, t + x * h, _interpolate(coefficients, y, x), steps, n_steps, nfev
+            return status, t + x * h, _interpolate(coefficients, y, x), steps, n_steps, nfev, n_rejected
         short_steps = short_steps + 1 if h < _STALL_FRACTION * max(1.0, t) else 0
         t, y, f, g = t_new, y_new, f_new, g_new
         stalled = short_steps >= _STALL_STEPS or n_steps >= max_steps
         if t < t_bound and (stalled or (margin_limit > 0 and carried_margin(y, model) < margin_limit)):
-            return HANDOVER, t, y, (starts, lengths, states, interpolants), n_steps, nfev
+            return HANDOVER, t, y, (starts, lengths, states, interpolants), n_steps, nfev, n_rejected
         if t >= t_bound:
-            return REACHED_END, t, y, (starts, lengths, states, interpolants), n_steps, nfev
+            return REACHED_END, t, y, (starts, lengths, states, interpolants), n_steps, nfev, n_rejected
 
 
 @_jit

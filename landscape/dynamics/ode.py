@@ -4,12 +4,16 @@
 + lr^2 E[relu'(lambda_k) relu'(lambda_l) (f - y)^2]`` (eqs. (3.2)-(3.4) of docs/theory.md). With ``eta2`` off
 this is exactly gradient flow of the population loss seen through ``(Q, R)``.
 
-:func:`integrate_ode` runs the compiled solver (numba; the four-point expectations of the
-``eta^2`` term carried along the trajectory) and finishes with scipy's ``solve_ivp`` and the
-exact quadrature where the carried derivatives stop being reliable; see
-:mod:`landscape.dynamics.ode_solvers`. Until numba has compiled the solver for this machine it
-uses ``solve_ivp`` throughout while a background process compiles
-(:mod:`landscape.dynamics.warmup`).
+:func:`integrate_ode` integrates the student rows in the span of the units
+(:mod:`landscape.dynamics.span`): the overlaps are a Gram matrix at every step, the pair
+residuals are exact near alignment and the loss is evaluated in extended precision, so a
+gradient flow's loss never increases and follows weight-space gradient flow down to ~1e-13. It
+runs the compiled solver (numba; the four-point expectations of the ``eta^2`` term carried along
+the trajectory) and finishes with scipy's ``solve_ivp`` and the exact quadrature where the
+carried derivatives stop being reliable (then on the overlaps ``(Q, R)``, which do not keep the
+Gram matrix positive semi-definite by construction); see :mod:`landscape.dynamics.ode_solvers`.
+Until numba has compiled the solver for this machine it uses ``solve_ivp`` throughout while a
+background process compiles (:mod:`landscape.dynamics.warmup`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from ..model.initialisation import initial_overlaps
 from ..model.loss import loss_from_overlaps
 from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
 from ..kernels.overlaps import validate_overlaps
-from .trajectory import FlowStatus, Trajectory, final_time_message
+from .span import SINGULAR_ORTHOGONAL_PART, loss_from_rows, overlaps_from_rows, student_rows, teacher_rows
+from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
 from .warmup import compiled_solver_ready, start_background_compilation
 
 __all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode", "MAX_OUTPUT_POINTS"]
@@ -77,8 +82,11 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
     n_points : int, optional
         Number of output times (log-spaced, plus ``t = 0`` and the final time).
     rtol, atol : float, optional
-        Tolerances of the Runge-Kutta integrator (DOP853). Default ``1e-8, 1e-11`` with ``eta2``
-        off; ``1e-6, 1e-9`` with ``eta2`` on (the global error stays near ``1e-9`` in the loss).
+        Tolerances of the Runge-Kutta integrator (DOP853) on the student rows in the span of the
+        units (:mod:`landscape.dynamics.span`). Default ``1e-9, 1e-12`` with ``eta2`` off (the
+        loss within 1% of weight-space gradient flow down to 1e-13, through the plateau of a
+        correlated teacher, whose escape amplifies earlier errors); ``1e-6, 1e-9`` with ``eta2`` on
+        (the global error stays near ``1e-9`` in the loss).
     four_point : {"auto", "carried", "quadrature"}, optional
         How the ``eta^2`` term is evaluated. ``"carried"``: the four-point expectations join the
         state and are integrated along the trajectory by Price's theorem
@@ -99,6 +107,9 @@ def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points
     Returns
     -------
     Trajectory
+        Overlaps and loss at the output times, the status (``FAILED`` with the integrator's
+        reason when it could not continue, ``DIVERGED`` when the overlaps grew without bound) and
+        the solvers' statistics (:class:`landscape.dynamics.trajectory.SolverStats`).
 
     Raises
     ------
@@ -158,7 +169,11 @@ def _compiled_serves(solver, four_point):
 
 
 _STATUS = {"t_max": FlowStatus.T_MAX, "converged": FlowStatus.CONVERGED, "diverged": FlowStatus.DIVERGED,
-           "failed": FlowStatus.DIVERGED}
+           "failed": FlowStatus.FAILED}
+
+# A failed solve whose overlaps grew this much (relative to the start and the teacher) was a
+# blow-up between two accepted steps: diverged, not failed.
+_GROWTH_OF_DIVERGENCE = 1e3
 
 
 # The convergence time is where the speed falls to tol; near a fixed point approached at rate lam
@@ -170,18 +185,29 @@ _APPROACH, _TIGHTEN = 100.0, 100.0
 
 def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, carried, strict, compiled=True):
     if rtol is None:
-        rtol = 1e-6 if eta2 else 1e-8
+        rtol = 1e-6 if eta2 else 1e-9
     if atol is None:
-        atol = 1e-9 if eta2 else 1e-11
+        atol = 1e-9 if eta2 else 1e-12
     bound = DIVERGENCE_BOUND * max(1.0, float(np.max(np.diag(T))), float(np.max(np.diag(Q0))))
     K = Q0.shape[0]
     settings = dict(lr=lr, t_max=t_max, noise=noise, rtol=rtol, atol=atol, bound=bound)
     tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
     settings["tol"] = _APPROACH * tol
-    if (eta2 and not carried) or not compiled:
-        pieces = [solve_numpy(np.concatenate([Q0.ravel(), R0.ravel()]), 0.0, K, T, eta2=eta2, **settings)]
+    U0, orthogonal = student_rows(Q0, R0, teacher_rows(T, K))
+    # The eta^2 term enters as a change of the orthogonal factor S (dS = Phi S^-T / 2): from a
+    # start with (nearly) all students in the teacher span it is unbounded, and that run keeps
+    # the overlaps as variables (with the quadrature).
+    # With the quadrature (no carried state) the overlaps are the variables too: its rounding
+    # (~1e-12), divided by S, made the step size collapse (minutes instead of seconds).
+    layout = "overlaps" if eta2 and (orthogonal < SINGULAR_ORTHOGONAL_PART or not carried) else "span"
+    if layout == "overlaps":
+        y0 = np.concatenate([Q0.ravel(), R0.ravel()])
+        pieces = [solve_numpy(y0, 0.0, K, T, eta2=True, layout=layout, **settings)]
+    elif (eta2 and not carried) or not compiled:
+        # Not compiled yet (landscape.dynamics.warmup): scipy's solver on the same rows.
+        pieces = [solve_numpy(U0.ravel(), 0.0, K, T, eta2=eta2, **settings)]
     else:
-        pieces = [solve_compiled(initial_state(Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
+        pieces = [solve_compiled(initial_state(U0, Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
         pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
     last = pieces[-1]
     if last.status == "converged":
@@ -189,8 +215,8 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
             pieces.append(solve_compiled(last.state_end, last.t_end, K, T, carried=carried, **tail))
             pieces += _continue(pieces[-1], K, T, eta2, carried, strict, tail)
         else:
-            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, **tail))
-    return _trajectory(pieces, K, T, n_points)
+            pieces.append(solve_numpy(last.y_end, last.t_end, K, T, eta2=eta2, layout=last.layout, **tail))
+    return _trajectory(pieces, K, T, n_points, Q0)
 
 
 def _continue(piece, K, T, eta2, carried, strict, settings):
@@ -203,29 +229,81 @@ def _continue(piece, K, T, eta2, carried, strict, settings):
     # accepted step.
     if strict:
         raise _CarriedFailed
-    return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=eta2, **settings)]
+    if not eta2:
+        return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=False, **settings)]
+    # With the eta^2 term by quadrature the orthogonal factor is no help here: the quadrature's
+    # rounding (~1e-12), divided by an orthogonal part that shrinks onto the teacher, made the
+    # step size collapse (minutes for the correlated-teacher preset). The overlaps carry on.
+    Q, R = overlaps_from_rows(piece.y_end.reshape(K, -1), teacher_rows(T, K))
+    y = np.concatenate([(0.5 * (Q + Q.T)).ravel(), R.ravel()])
+    return [solve_numpy(y, piece.t_end, K, T, eta2=True, layout="overlaps", **settings)]
 
 
-def _trajectory(pieces, K, T, n_points):
-    last = pieces[-1]
-    if last.status == "failed":
-        times = np.concatenate([piece.steps_t for piece in pieces])
-        states = np.concatenate([piece.steps_y for piece in pieces])
-    else:
-        times = _time_grid(last.t_end, n_points)
-        states = np.empty((times.size, last.y_end.size))
-        for piece in pieces:
-            inside = (times >= piece.t0) & (times <= piece.t_end)
-            if np.any(inside):
-                states[inside] = piece.evaluate(times[inside])
-        states[-1] = last.y_end
-    Q, R = unpack(states, K, T.shape[0])
+# Losses below this are evaluated in extended precision: double precision is accurate to ~1e-16
+# absolute, i.e. 1e-6 relative here, and only differences of consecutive output times far below
+# that (none above the floor in the benchmark's runs) could show as an increase.
+_EXTENDED_BELOW = 1e-10
+
+
+def _overlaps_and_loss(states, layout, K, T):
+    """``Q``, ``R`` and the loss at flat states (n_times, n) of a ``layout``; from student rows
+    in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
+    if layout == "overlaps":
+        Q, R = unpack(states, K, T.shape[0])
+        with np.errstate(all="ignore"):
+            return Q, R, loss_from_overlaps(Q, R, T)
+    V = teacher_rows(T, K)
+    U = states.reshape(states.shape[0], K, -1)
+    Q, R = overlaps_from_rows(U, V)
     with np.errstate(all="ignore"):
         loss = loss_from_overlaps(Q, R, T)
+        # Double precision leaves a floor of ~1e-16 (the loss is a difference of sums of order
+        # one); extended precision, ten times slower, only where that floor shows.
+        small = ~(loss > _EXTENDED_BELOW)
+        if np.any(small):
+            loss[small] = loss_from_rows(U[small], V)
+        return Q, R, loss
+
+
+def _stats(pieces):
+    handover = next((after.t0 for before, after in zip(pieces, pieces[1:])
+                     if before.solver == "compiled" and after.solver == "scipy"), None)
+    return SolverStats(
+        accepted_steps=sum(piece.accepted for piece in pieces), rejected_steps=sum(piece.rejected for piece in pieces),
+        rhs_evaluations=sum(piece.nfev for piece in pieces), handover_time=handover, variables=pieces[0].layout,
+    )
+
+
+def _trajectory(pieces, K, T, n_points, Q0):
+    last = pieces[-1]
+    M = T.shape[0]
+    if last.status == "failed":
+        parts = [(piece.steps_t, _overlaps_and_loss(piece.steps_y, piece.layout, K, T)) for piece in pieces]
+        times = np.concatenate([part[0] for part in parts])
+        Q, R, loss = (np.concatenate([part[1][i] for part in parts]) for i in range(3))
+    else:
+        times = _time_grid(last.t_end, n_points)
+        Q, R, loss = np.empty((times.size, K, K)), np.empty((times.size, K, M)), np.empty(times.size)
+        for piece in pieces:
+            inside = (times >= piece.t0) & (times <= piece.t_end)
+            if piece is last:
+                inside[-1] = False
+            if np.any(inside):
+                Q[inside], R[inside], loss[inside] = _overlaps_and_loss(piece.evaluate(times[inside]), piece.layout, K, T)
+        end = _overlaps_and_loss(last.y_end[None, :], last.layout, K, T)
+        Q[-1], R[-1], loss[-1] = end[0][0], end[1][0], end[2][0]
     status = _STATUS[last.status]
+    message = final_time_message(status, last.t_end)
+    if status is FlowStatus.FAILED:
+        size = max(1.0, float(np.max(np.abs(Q0))), float(np.max(np.abs(T))))
+        if not np.all(np.isfinite(Q[-1])) or np.max(np.abs(Q[-1])) > _GROWTH_OF_DIVERGENCE * size:
+            status = FlowStatus.DIVERGED
+            message = final_time_message(status, last.t_end)
+        else:
+            message = f"{message}: {last.reason}"
     return Trajectory(
         t=np.asarray(times, dtype=float), Q=Q, R=R, T=T, loss=loss,
-        status=status, message=final_time_message(status, last.t_end), method="ode",
+        status=status, message=message, method="ode", stats=_stats(pieces),
     )
 
 

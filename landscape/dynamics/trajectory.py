@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FlowStatus", "Trajectory"]
+__all__ = ["FlowStatus", "SolverStats", "Trajectory"]
 
 
 class FlowStatus(enum.Enum):
@@ -16,11 +16,47 @@ class FlowStatus(enum.Enum):
     CONVERGED = "reached a fixed point: the overlaps stopped moving"
     DIVERGED = "diverged: the overlaps grew without bound (learning rate too large?)"
     T_MAX = "reached the time horizon t_max before converging"
+    FAILED = "failed: the integrator could not continue"
 
     @property
     def code(self):
-        """Short machine-readable name: ``converged``, ``diverged`` or ``t_max``."""
+        """Short machine-readable name: ``converged``, ``diverged``, ``t_max`` or ``failed``."""
         return self.name.lower()
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    """What the ODE solvers did for one run (summed over the compiled solver and ``solve_ivp``).
+
+    Attributes
+    ----------
+    accepted_steps : int
+        Runge-Kutta steps taken.
+    rejected_steps : int
+        Trial steps rejected by the error control (for ``solve_ivp``, inferred from its count
+        of right-hand sides: 12 per trial step, 3 more per accepted step for the dense output).
+    rhs_evaluations : int
+        Right-hand-side evaluations (the event searches' included).
+    handover_time : float or None
+        Where the compiled solver handed over to ``solve_ivp`` with the exact quadrature of the
+        four-point term (``None``: no handover).
+    variables : str
+        ``"span"``: integrated as student rows in the span of the units (the Gram matrix is
+        positive semi-definite by construction); ``"overlaps"``: as ``(Q, R)`` (only with the
+        ``eta^2`` term from a start whose students lie in the teacher span).
+    """
+
+    accepted_steps: int
+    rejected_steps: int
+    rhs_evaluations: int
+    handover_time: float | None
+    variables: str = "span"
+
+    def to_dict(self):
+        """JSON-ready dictionary."""
+        return {"accepted_steps": self.accepted_steps, "rejected_steps": self.rejected_steps,
+                "rhs_evaluations": self.rhs_evaluations, "handover_time": self.handover_time,
+                "variables": self.variables}
 
 
 @dataclass(frozen=True)
@@ -41,6 +77,8 @@ class Trajectory:
         What happened, with the time, in plain language.
     method : str
         ``ode`` or ``sgd (d = ...)``.
+    stats : SolverStats or None
+        The ODE solvers' statistics (``None`` for direct SGD).
     """
 
     t: np.ndarray
@@ -51,6 +89,7 @@ class Trajectory:
     status: FlowStatus
     message: str
     method: str = "ode"
+    stats: SolverStats | None = None
 
     @property
     def success(self):
@@ -68,6 +107,7 @@ class Trajectory:
             "status": self.status.code,
             "message": self.message,
             "method": self.method,
+            "solver": None if self.stats is None else self.stats.to_dict(),
         }
 
     def to_frame(self):
