@@ -47,7 +47,10 @@ def test_numpy_and_compiled_solvers_agree_on_the_default_dashboard_run():
     # DOP853 (the compiled loop and scipy's solve_ivp) on two right-hand sides (compiled, numpy).
     compiled, numpy_run = _pair(RunConfig(K=4, M=4, lr=0.5, eta2=False, t_max=1000.0))
     assert compiled.status.code == "converged"
-    _assert_same_run(compiled, numpy_run, overlap_atol=1e-6)
+    # The run leaves a plateau (an unstable fixed point) around t = 50, which amplifies the two
+    # integrators' different rounding (each within rtol 1e-9): up to 1.4e-6 there, in the overlaps
+    # integrated as student rows.
+    _assert_same_run(compiled, numpy_run, overlap_atol=5e-6)
 
 
 def test_numpy_and_compiled_solvers_agree_with_the_eta2_term():

@@ -13,7 +13,7 @@ _MAX_CATALOGUE_MARKERS = 12
 
 def _status(run):
     text = f"{run.method}: {run.message}; final loss {run.loss[-1]:.3e}."
-    if run.status.code == "diverged":
+    if run.status.code in ("diverged", "failed"):
         st.warning(text, icon=":material/warning:")
     else:
         st.caption(text)
