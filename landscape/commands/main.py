@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "landscape.commands.points",
     "landscape.commands.sweep",
     "landscape.commands.reachability",
+    "landscape.commands.bifurcation",
 )
 
 

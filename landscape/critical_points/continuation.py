@@ -449,10 +449,25 @@ def _branch(problem, record, events, status):
     )
 
 
-def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps):
+def _fixed_point_near(Q, R, T, lr, noise):
+    """The fixed point of the full ODE at ``lr`` next to a critical point of ``L``: Newton's method
+    from it first (it may be unstable, and the flow would leave it), then the flow."""
+    from .fixed_points import ode_fixed_point
+
+    for flow in (False, True):
+        result = ode_fixed_point(Q, R, T, lr, True, noise, flow=flow)
+        if result.success:
+            return result.Q, result.R
+    raise ValueError(f"the branch cannot start: no fixed point of the ODE at lr = {lr} was found next to this point "
+                     f"({result.message})")
+
+
+def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps, from_critical):
     branches = []
     for Q, R in zip(Q0, R0):
         try:
+            if from_critical:
+                Q, R = _fixed_point_near(Q, R, T, lr, noise)
             branches.append(continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps))
         except ValueError as error:  # a branch that cannot start is reported, not raised, in a batch
             branches.append(str(error))
@@ -460,14 +475,14 @@ def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps):
 
 
 def continue_fixed_points(Q0, R0, T, lr, lr_max, noise=0.0, lr_min=None, ds=0.05, max_steps=400, workers=None,
-                          progress=None):
+                          progress=None, from_critical=False):
     """:func:`continue_fixed_point` for many fixed points, shared between processes (both cores).
 
     Parameters
     ----------
     Q0 : array_like, shape (S, K, K)
     R0 : array_like, shape (S, K, M)
-        Fixed points of the full ODE at ``lr``.
+        Fixed points of the full ODE at ``lr`` (or critical points of ``L``, see ``from_critical``).
     T : array_like, shape (M, M)
     lr, lr_max, noise, lr_min, ds, max_steps
         As for :func:`continue_fixed_point` (``eta2`` on).
@@ -475,6 +490,9 @@ def continue_fixed_points(Q0, R0, T, lr, lr_max, noise=0.0, lr_min=None, ds=0.05
         Processes (default: 2 where available).
     progress : callable, optional
         ``progress(done, total)``.
+    from_critical : bool, optional
+        The starts are critical points of ``L`` (e.g. catalogue minima): each is first moved to the
+        fixed point of the full ODE at ``lr`` next to it (Newton, then the flow).
 
     Returns
     -------
@@ -490,9 +508,11 @@ def continue_fixed_points(Q0, R0, T, lr, lr_max, noise=0.0, lr_min=None, ds=0.05
     if Q0.ndim != 3 or R0.ndim != 3 or len(Q0) != len(R0) or len(Q0) == 0:
         raise ValueError(f"Q0 and R0 must be non-empty stacks (S, K, K) and (S, K, M), got {Q0.shape} and {R0.shape}")
     T = np.asarray(T, dtype=float)
+    for Q, R in zip(Q0, R0):
+        validate_overlaps(Q, R, T)
     _check_lr(lr), _check_noise(noise)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be callable as progress(done, total), got {progress!r}")
-    parts = _run_chunks(_branch_chunk, _chunked(Q0, R0, size=1), (T, lr, lr_max, noise, lr_min, ds, max_steps),
-                        workers, progress)
+    arguments = (T, lr, lr_max, noise, lr_min, ds, max_steps, bool(from_critical))
+    parts = _run_chunks(_branch_chunk, _chunked(Q0, R0, size=1), arguments, workers, progress)
     return tuple(branch for part in parts for branch in part)
