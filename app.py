@@ -37,6 +37,8 @@ PAGES = {
     "hessian-spectra": st.Page("views/hessian_spectra.py", title="Hessian spectra", icon=":material/equalizer:",
                                url_path="hessian-spectra"),
     "families": st.Page("views/families.py", title="Families", icon=":material/account_tree:", url_path="families"),
+    "learning-rate": st.Page("views/learning_rate.py", title="Learning rate", icon=":material/speed:",
+                             url_path="learning-rate"),
     "theory": st.Page("views/theory.py", title="Theory", icon=":material/menu_book:", url_path="theory"),
 }
 _WARNINGS = "_link_warnings"

@@ -169,6 +169,26 @@ def sgd(config_json, d, seed):
     return simulate_sgd(config, d=int(d), seed=data, weights=(W, W_teacher))
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def global_minimum_branch(config_json, lr_max):
+    """The global minimum's branch of ODE fixed points from the config's lr to ``lr_max`` (cached)."""
+    from landscape.catalogues.bifurcation import global_minimum_branch as branch
+
+    return branch(RunConfig.from_json(config_json), float(lr_max))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
+    """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists), cached."""
+    config = RunConfig.from_json(config_json).replace(lr=float(lr), t_max=float(t_max))
+    embedding = embed_overlaps(np.array(Q), np.array(R), config.teacher_matrix())
+    if embedding.rank > d:
+        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the overlaps; raise it")
+    W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
+    W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
+    return simulate_sgd(config, d=int(d), seed=np.random.default_rng([int(seed), _DATA_STREAM]), weights=(W, W_teacher))
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def symmetric_fixed_point(config_json):
     """The unspecialised fixed point, reached from a permutation-symmetric start, or None.

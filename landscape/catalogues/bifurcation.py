@@ -12,10 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..critical_points.continuation import Branch, continue_fixed_points
+from ..critical_points.continuation import (
+    Branch,
+    continue_fixed_point,
+    continue_fixed_points,
+    fixed_point_near,
+    global_minimum_start,
+)
+from ..model.config import RunConfig
 from .records import Catalogue, PointKind
 
-__all__ = ["Bifurcation", "catalogue_bifurcation", "bifurcation_dict"]
+__all__ = ["Bifurcation", "catalogue_bifurcation", "bifurcation_dict", "global_minimum_branch"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,39 @@ def catalogue_bifurcation(catalogue, lr_max, noise=None, lr=None, lr_min=None, d
     if skipped:
         message += f"; {len(skipped)} could not start"
     return Bifurcation(branches, points, skipped, bool(branches), status, message)
+
+
+def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
+    """The branch of the fixed point next to the global minimum, from ``config.lr`` to ``lr_max``.
+
+    Parameters
+    ----------
+    config : RunConfig
+        ``K >= M``, the teacher, the start ``lr`` and the label ``noise`` (the ``eta^2`` term is on
+        whatever ``config.eta2`` says: without it nothing depends on lr).
+    lr_max : float
+        End of the branch (above ``config.lr``).
+    ds, max_steps
+        See :func:`landscape.critical_points.continuation.continue_fixed_point`.
+
+    Returns
+    -------
+    Branch
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a RunConfig with ``K >= M``, ``lr_max <= config.lr``, or the branch cannot start
+        (no label noise: the realisable minimum is on the boundary of the cone; ``lr`` beyond the fold).
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+    if not (isinstance(lr_max, (int, float, np.integer, np.floating)) and lr_max > config.lr):
+        raise ValueError(f"lr_max must be above the start lr {config.lr}, got {lr_max!r}")
+    T = config.teacher_matrix()
+    Q, R = global_minimum_start(config.K, T)
+    if config.noise == 0:
+        raise ValueError("with no label noise the realisable global minimum stays at Q = R = T for every lr, on the "
+                         "boundary of the Gram-matrix cone where the ODE has no Jacobian; set a label noise > 0")
+    Q, R = fixed_point_near(Q, R, T, config.lr, config.noise)
+    return continue_fixed_point(Q, R, T, config.lr, float(lr_max), True, config.noise, ds=ds, max_steps=max_steps)

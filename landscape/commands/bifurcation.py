@@ -9,38 +9,23 @@ import numpy as np
 
 from .common import read_config, read_point
 
-__all__ = ["register", "global_minimum_start"]
+__all__ = ["register"]
 
 #: A point with ``|grad L|`` below this is taken as a critical point of ``L`` (moved to the ODE's fixed point).
 _CRITICAL_TOL = 1e-6
 
 
-def global_minimum_start(K, T):
-    """Overlaps of a global minimum of ``L`` for ``K >= M`` students: student ``m`` on teacher ``m``, and
-    the extra students sharing the last teacher's vector in equal parts.
-
-    Returns
-    -------
-    Q : ndarray, shape (K, K)
-    R : ndarray, shape (K, M)
-    """
-    M = T.shape[0]
-    if K < M:
-        raise ValueError(f"without --point the global minimum is continued, which needs K >= M; got K = {K}, M = {M}")
-    shares = np.zeros((K, M))
-    shares[np.arange(M), np.arange(M)] = 1.0
-    shares[M - 1:, M - 1] = 1.0 / (K - M + 1)
-    return shares @ T @ shares.T, shares @ T
-
-
 def _start(args, config):
     """``(Q, R, from_critical)`` of the branch's start."""
-    from ..critical_points.continuation import FIXED_POINT_TOL
+    from ..critical_points.continuation import FIXED_POINT_TOL, global_minimum_start
     from ..critical_points.fixed_points import ode_residual
     from ..model.loss import loss_gradient_norm
 
     T = config.teacher_matrix()
     if args.point is None:
+        if config.K < config.M:
+            raise ValueError(f"without --point the global minimum is continued, which needs K >= M; "
+                             f"got K = {config.K}, M = {config.M}")
         Q, R = global_minimum_start(config.K, T)
         return Q, R, True
     point = read_point(args.point)
@@ -60,7 +45,7 @@ def _start(args, config):
 
 def _bifurcation(args):
     from ..catalogues.bifurcation import bifurcation_dict
-    from ..critical_points.continuation import _fixed_point_near, continue_fixed_point
+    from ..critical_points.continuation import continue_fixed_point, fixed_point_near
 
     config = read_config(args.config)
     if not config.eta2:
@@ -71,7 +56,7 @@ def _bifurcation(args):
     T = config.teacher_matrix()
     Q, R, from_critical = _start(args, config)
     if from_critical:
-        Q, R = _fixed_point_near(Q, R, T, config.lr, config.noise)
+        Q, R = fixed_point_near(Q, R, T, config.lr, config.noise)
     branch = continue_fixed_point(Q, R, T, config.lr, args.lr_max, True, config.noise, ds=args.ds,
                                   max_steps=args.max_steps)
     result = bifurcation_dict([branch]) | {"message": branch.message}

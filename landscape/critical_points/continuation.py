@@ -57,6 +57,8 @@ __all__ = [
     "FIXED_POINT_TOL",
     "continue_fixed_point",
     "continue_fixed_points",
+    "fixed_point_near",
+    "global_minimum_start",
 ]
 
 #: A start is accepted as a fixed point when ``|F| = |dx/dt| / lr`` is below this; it is then polished.
@@ -449,9 +451,44 @@ def _branch(problem, record, events, status):
     )
 
 
-def _fixed_point_near(Q, R, T, lr, noise):
+def global_minimum_start(K, T):
+    """Overlaps of a global minimum of ``L`` for ``K >= M`` students: student ``m`` on teacher ``m``, and
+    the extra students sharing the last teacher's vector in equal parts.
+
+    Returns
+    -------
+    Q : ndarray, shape (K, K)
+    R : ndarray, shape (K, M)
+
+    Raises
+    ------
+    ValueError
+        If ``K < M``.
+    """
+    T = np.asarray(T, dtype=float)
+    M = T.shape[0]
+    if K < M:
+        raise ValueError(f"the global minimum is continued, which needs K >= M; got K = {K}, M = {M}")
+    shares = np.zeros((K, M))
+    shares[np.arange(M), np.arange(M)] = 1.0
+    shares[M - 1:, M - 1] = 1.0 / (K - M + 1)
+    return shares @ T @ shares.T, shares @ T
+
+
+def fixed_point_near(Q, R, T, lr, noise):
     """The fixed point of the full ODE at ``lr`` next to a critical point of ``L``: Newton's method
-    from it first (it may be unstable, and the flow would leave it), then the flow."""
+    from it first (it may be unstable, and the flow would leave it), then the flow.
+
+    Returns
+    -------
+    Q : ndarray, shape (K, K)
+    R : ndarray, shape (K, M)
+
+    Raises
+    ------
+    ValueError
+        If neither finds a fixed point (e.g. the flow diverges: lr beyond the fold).
+    """
     from .fixed_points import ode_fixed_point
 
     for flow in (False, True):
@@ -467,7 +504,7 @@ def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps, from_crit
     for Q, R in zip(Q0, R0):
         try:
             if from_critical:
-                Q, R = _fixed_point_near(Q, R, T, lr, noise)
+                Q, R = fixed_point_near(Q, R, T, lr, noise)
             branches.append(continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps))
         except ValueError as error:  # a branch that cannot start is reported, not raised, in a batch
             branches.append(str(error))

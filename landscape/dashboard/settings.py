@@ -191,6 +191,14 @@ PAGE_SETTINGS = {
         _int("kmin", "from width", 4, 1, MAX_UNITS, "Smallest width on the x axis: M for K = M and K = M + 1, K for M fixed."),
         _int("kmax", "to width", 8, 1, MAX_UNITS, "Largest width on the x axis."),
     ),
+    "learning-rate": (
+        _float("lrmax", "continue up to lr", 2.0, 0.01, 20.0, "End of the branch in the learning rate."),
+        _int("bpoint", "selected branch point", 0, 0, 100_000, "Point of the branch whose overlaps and spectrum are "
+             "shown (click the diagram)."),
+        Setting("lrsgd", "direct SGD at finite d", "bool", False,
+                help="Run one-pass SGD at the selected point's lr and just above the fold, from the branch's start."),
+        _int("lrsgd_d", "SGD input dimension d", 500, 2, 10_000_000, "Fluctuations shrink like 1/sqrt(d)."),
+    ),
     "theory": (),
 }
 
