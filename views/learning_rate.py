@@ -5,6 +5,7 @@ import json
 
 import streamlit as st
 
+from landscape.dynamics.trajectory import FlowStatus
 from landscape.dashboard.bifurcation_figures import bifurcation_figure, eigenvalue_figure
 from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure
 from views import common
@@ -32,7 +33,7 @@ def _diagram(branch, selected):
                     selection_mode="points")
     folds = [e for e in branch.events if e.kind.code == "fold"]
     text = (f"Solid: attractive fixed points (every eigenvalue of the ODE Jacobian has negative real part); dashed: "
-            f"unstable. {branch.message}.")
+            f"unstable. Branch: {branch.message}.")
     if folds:
         text += (f" The branch folds at lr = {folds[0].lr:.6f}: beyond it there is no fixed point near the global "
                  "minimum and SGD escapes.")
@@ -55,7 +56,7 @@ def _point_details(branch, number):
 
 def _sgd(current, config, branch, number, folds):
     with st.expander("Direct SGD at finite d: convergence below the fold, escape above it",
-                     expanded=bool(st.session_state.get("lrsgd"))):
+                     expanded=bool(st.session_state.get("lrsgd", st.query_params.get("lrsgd") == "true"))):
         left, right = st.columns(2)
         on = common.page_widget(PAGE, "lrsgd", left)
         d = common.page_widget(PAGE, "lrsgd_d", right)
@@ -79,7 +80,8 @@ def _sgd(current, config, branch, number, folds):
             if run is None:
                 return
             runs.append(run)
-    labels = [f"SGD lr = {lr:g} ({run.status.value.split(':')[0]})" for lr, run in zip(rates, runs)]
+    labels = [f"SGD lr = {lr:.4g}: {'diverged' if run.status is FlowStatus.DIVERGED else 'bounded'}"
+              for lr, run in zip(rates, runs)]
     common.chart(loss_figure(runs, labels), key="branch_sgd")
     st.caption(f"The branch's loss at the selected point is {float(branch.loss[number]):.4e}; SGD at finite d "
                "fluctuates around an attractive fixed point and runs away from an unstable one or past the fold.")

@@ -11,6 +11,7 @@ from .figures import LOSS_TITLE, PALETTE
 __all__ = ["bifurcation_figure", "eigenvalue_figure", "stability_runs"]
 
 _EVENT_SYMBOLS = {"fold": "diamond", "stability_change": "x"}
+_EVENT_STYLE = {"fold": (15, "#ef4444"), "stability_change": (9, "#f97316")}
 _EVENT_NAMES = {"fold": "fold", "stability_change": "stability change"}
 
 
@@ -63,7 +64,9 @@ def bifurcation_figure(branches, events, selected=None, names=None):
             figure.add_trace(go.Scatter(
                 x=lr[a:b], y=loss[a:b], mode="lines+markers",
                 line=dict(color=colour, dash="solid" if is_stable else "dash", width=2.5 if is_stable else 1.8),
-                marker=dict(size=4, color=colour), name=f"{name}: {'attractive' if is_stable else 'unstable'}",
+                # Invisible markers: they carry the hover and the click; visible ones, as dense as the
+                # branch's points, drew the dashed lines solid.
+                marker=dict(size=8, color=colour, opacity=0.0), name=f"{name}: {'attractive' if is_stable else 'unstable'}",
                 legendgroup=f"{number}-{is_stable}", showlegend=piece < 2,
                 customdata=np.column_stack([np.full(index.size, number), index, top[a:b]]),
                 hovertemplate="lr = %{x:.6f}<br>L = %{y:.4e}<br>max Re λ = %{customdata[2]:.3e}"
@@ -74,7 +77,7 @@ def bifurcation_figure(branches, events, selected=None, names=None):
         if chosen:
             figure.add_trace(go.Scatter(
                 x=[e["lr"] for e in chosen], y=[e["loss"] for e in chosen], mode="markers",
-                marker=dict(symbol=_EVENT_SYMBOLS[kind], size=13, color="#ef4444", line=dict(width=1.5, color="#ef4444")),
+                marker=dict(symbol=_EVENT_SYMBOLS[kind], size=_EVENT_STYLE[kind][0], color=_EVENT_STYLE[kind][1]),
                 name=_EVENT_NAMES[kind], customdata=[[e["branch"]] for e in chosen],
                 hovertemplate=f"{_EVENT_NAMES[kind]} at lr = %{{x:.7f}}<br>L = %{{y:.4e}}<extra>branch %{{customdata[0]}}</extra>",
             ))
@@ -86,10 +89,12 @@ def bifurcation_figure(branches, events, selected=None, names=None):
             marker=dict(size=16, symbol="circle-open", color="#a855f7", line=dict(width=2.5)), hoverinfo="skip",
         ))
     figure.update_layout(
-        xaxis_title="learning rate η", yaxis_title=LOSS_TITLE, yaxis_type="log", hovermode="closest",
+        xaxis_title="learning rate η", yaxis_title=LOSS_TITLE, hovermode="closest",
         margin=dict(l=70, r=30, t=40, b=60), legend=dict(orientation="h", y=-0.2), height=460,
         title="Fixed points of the SGD ODE against the learning rate",
     )
+    # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
+    figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
     return figure
 
 
