@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from landscape.critical_points.continuation import continue_fixed_point, fixed_point_near
-from test_app import APP, _array, _assert_clean, _figures, _texts
+from test_app import APP, CATALOGUE_LINK, _app, _array, _assert_clean, _figures, _texts, shipped, with_shipped  # noqa: F401
 
 PAGE = "views/learning_rate.py"
 LECTURE = {"K": "2", "M": "2", "noise": "0.1", "eta2": "true", "lr": "0.5"}
@@ -86,3 +86,19 @@ def test_lr_max_below_the_start_is_one_error():
     assert not at.exception
     (error,) = _texts(at.error)
     assert "must be above" in error
+
+
+def test_critical_points_and_hessian_pages_show_ode_stability_beside_the_index(with_shipped):
+    # The gradient-flow claim on the pages: the ODE-attractive column is the minimum/saddle split of the
+    # Hessian index (tested on the backend in tests/test_stability.py).
+    at = _app({**CATALOGUE_LINK, "point": "0"}, page="critical-points")
+    _assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["attractive"]) == [p.kind.value == "minimum" for p in with_shipped.points]
+    assert list(table["index"] == 0) == list(table["attractive"])
+    assert any(m.label == "ODE fixed point" and m.value == "attractive" for m in at.metric)
+    at = _app({**CATALOGUE_LINK, "hd": "50", "compare": "0,1"}, page="hessian-spectra")
+    _assert_clean(at)
+    summary = at.dataframe[0].value
+    assert list(summary["ODE attractive"]) == [p.kind.value == "minimum" for p in with_shipped.points[:2]]
+    assert all(np.isfinite(summary["max Re λ (ODE)"]))
