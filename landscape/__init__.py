@@ -24,6 +24,8 @@ from .dynamics.ode import integrate_ode, run_flow
 from .dynamics.sgd import simulate_sgd
 from .critical_points.hessian import HessianSpectrum, hessian_spectrum
 from .critical_points.families import family_tree
+from .critical_points.stability import fixed_point_stability
+from .critical_points.continuation import continue_fixed_point
 from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
 from .catalogues.reachability import reachability_curve
@@ -54,6 +56,8 @@ __all__ = [
     "hessian_spectrum",
     "HessianSpectrum",
     "family_tree",
+    "fixed_point_stability",
+    "continue_fixed_point",
     # catalogues and sweeps
     "build_catalogue",
     "Catalogue",
