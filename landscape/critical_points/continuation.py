@@ -66,6 +66,9 @@ FIXED_POINT_TOL = 1e-6
 _NEWTON_TOL = 1e-11
 _EVENT_LR_TOL = 1e-8
 _MAX_CORRECTOR = 8
+#: A fixed point found by Newton from a critical point counts as next to it when no student-teacher
+#: overlap moved by more than this (relative to the teacher norm).
+_NEAR = 0.25
 
 
 class BranchStatus(enum.Enum):
@@ -475,6 +478,29 @@ def global_minimum_start(K, T):
     return shares @ T @ shares.T, shares @ T
 
 
+def _newton_from_inside(Q, R, T, lr, noise):
+    """Newton's method in ``(Q, R)`` from the critical point with the student norms inflated out of the
+    teacher span (the label noise does that to the fixed point; Newton needs a start inside the cone).
+    Returns ``(Q, R)`` or None. Much faster than the weight-space search of ``ode_fixed_point``."""
+    if noise <= 0:
+        return None
+    problem = _Problem(T, True, noise)
+    problem.K, problem.M = R.shape
+    scale = float(np.mean(np.diag(T)))
+    for inflation in (1e-2, 3e-2, 1e-1):
+        start = state_vector(Q + inflation * scale * np.eye(Q.shape[0]), R)
+        if not problem.inside(start):
+            continue
+        with np.errstate(all="ignore"):
+            x = _polish(problem, start, lr)
+        if x is not None:
+            found = overlaps_from_state(x, problem.K, problem.M)
+            # Newton may land on another fixed point: keep only the one next to the critical point.
+            if np.max(np.abs(found[1] - R)) < _NEAR * np.sqrt(scale):
+                return found
+    return None
+
+
 def fixed_point_near(Q, R, T, lr, noise):
     """The fixed point of the full ODE at ``lr`` next to a critical point of ``L``: Newton's method
     from it first (it may be unstable, and the flow would leave it), then the flow.
@@ -491,6 +517,10 @@ def fixed_point_near(Q, R, T, lr, noise):
     """
     from .fixed_points import ode_fixed_point
 
+    Q, R, T = validate_overlaps(Q, R, T)
+    quick = _newton_from_inside(Q, R, T, lr, noise)
+    if quick is not None:
+        return quick
     for flow in (False, True):
         result = ode_fixed_point(Q, R, T, lr, True, noise, flow=flow)
         if result.success:
