@@ -40,6 +40,8 @@ PAGES = {
     "landscape-map": st.Page("views/landscape_map.py", title="Landscape map", icon=":material/landscape:",
                              url_path="landscape-map"),
     "families": st.Page("views/families.py", title="Families", icon=":material/account_tree:", url_path="families"),
+    "learning-rate": st.Page("views/learning_rate.py", title="Learning rate", icon=":material/speed:",
+                             url_path="learning-rate"),
     "theory": st.Page("views/theory.py", title="Theory", icon=":material/menu_book:", url_path="theory"),
 }
 _WARNINGS = "_link_warnings"

@@ -18,13 +18,15 @@ configuration and the result types; everything else is importable from its subpa
 
 from .model.config import InitSpec, RunConfig, TeacherSpec
 from .model.initialisation import initial_overlaps
-from .model.loss import gradient_from_weights, loss_gradient_norm, overlaps_from_weights, population_loss
+from .model.loss import gradient_from_weights, overlaps_from_weights, population_loss
 from .dynamics.trajectory import FlowStatus, Trajectory
 from .dynamics.ode import integrate_ode, run_flow
 from .dynamics.sgd import simulate_sgd
 from .critical_points.hessian import HessianSpectrum, hessian_spectrum
 from .critical_points.families import family_tree
 from .critical_points.embedding import add_student
+from .critical_points.stability import fixed_point_stability
+from .critical_points.continuation import continue_fixed_point
 from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
 from .catalogues.connections import connect_catalogue
@@ -45,7 +47,6 @@ __all__ = [
     "initial_overlaps",
     # the loss
     "population_loss",
-    "loss_gradient_norm",
     "gradient_from_weights",
     "overlaps_from_weights",
     # dynamics
@@ -59,6 +60,8 @@ __all__ = [
     "HessianSpectrum",
     "family_tree",
     "add_student",
+    "fixed_point_stability",
+    "continue_fixed_point",
     # catalogues and sweeps
     "build_catalogue",
     "Catalogue",

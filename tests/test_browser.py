@@ -29,8 +29,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LINK = {"K": "3", "M": "2", "seed": "5", "tmax": "200", "runs": "2", "starts": "8"}
 QUERY = "&".join(f"{key}={value}" for key, value in LINK.items())
 PAGES = {"flows": "", "critical-points": "critical-points", "hessian-spectra": "hessian-spectra",
-         "families": "families", "theory": "theory"}
-FIGURES = {"flows": 4, "critical-points": 2, "hessian-spectra": 1, "families": 1, "theory": 0}
+         "families": "families", "learning-rate": "learning-rate", "theory": "theory"}
+# The link has no label noise: the Learning rate page says why it has no branch (one error line, no figure).
+FIGURES = {"flows": 4, "critical-points": 2, "hessian-spectra": 1, "families": 1, "learning-rate": 0, "theory": 0}
 
 
 def _free_port():
@@ -131,7 +132,7 @@ def test_shared_link_every_page_light_and_dark(server, browser):
     """Open the link on one page, then reach the others through the sidebar, as a reader would."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     titles = {"flows": "Flows", "critical-points": "Critical points", "hessian-spectra": "Hessian spectra",
-              "families": "Families", "theory": "Theory"}
+              "families": "Families", "learning-rate": "Learning rate", "theory": "Theory"}
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 1440, "height": 2200}, color_scheme=scheme)
         page = context.new_page()

@@ -147,7 +147,7 @@ def test_invalid_combinations_raise_value_error():
 
 
 def test_presets_are_valid_and_named_once():
-    assert len({p.name for p in PRESETS}) == len(PRESETS) == 4
+    assert len({p.name for p in PRESETS}) == len(PRESETS) == 5
     for preset in PRESETS:
         config = config_from_settings(preset_values(preset.name))
         assert DemoCaps().violations(config) == ()
@@ -189,6 +189,16 @@ def test_correlated_preset_plateaus_lower_but_specialises_later():
 
     assert loss_at(correlated, 10.0) < 0.5 * loss_at(orthonormal, 10.0)
     assert loss_at(correlated, 300.0) > 100 * loss_at(orthonormal, 300.0)
+
+
+def test_learning_rate_preset_settles_below_the_fold_and_diverges_above():
+    # Issue 14's measurement: at lr 0.5 the flow ends at loss 0.0204 (direct SGD at d = 2000: 0.0203);
+    # above the fold at lr 1.2246 the flow runs away.
+    values = preset_values("learning rate too large")
+    settled = run_flow(config_from_settings(values))
+    assert settled.status.name == "CONVERGED" and settled.loss[-1] == pytest.approx(0.0203, rel=0.02)
+    escaped = run_flow(config_from_settings({**values, "lr": 1.3}))
+    assert escaped.status.name == "DIVERGED"
 
 
 def test_caps_from_environment_and_violations():

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from landscape.catalogues.build import Catalogue, build_catalogue
@@ -22,7 +23,7 @@ from landscape.critical_points.fixed_points import unspecialised_fixed_point
 from landscape.critical_points.hessian import hessian_spectrum
 from landscape.dashboard.figures import presentation_figure
 from landscape.dynamics.ode import run_flow
-from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps
+from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps, simulate_sgd_from_overlaps
 from landscape.dynamics.warmup import (
     background_compilation_running,
     compiled_solver_ready,
@@ -188,6 +189,21 @@ def _sgd(config_json, d, seed, _should_stop=None):
     """Direct one-pass SGD at input dimension ``d`` from the ODE's own initial overlaps (cached)."""
     return simulate_sgd_from_initial_overlaps(RunConfig.from_json(config_json), int(d), int(seed),
                                               should_stop=_should_stop)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def global_minimum_branch(config_json, lr_max):
+    """The global minimum's branch of ODE fixed points from the config's lr to ``lr_max`` (cached)."""
+    from landscape.catalogues.bifurcation import global_minimum_branch as branch
+
+    return branch(RunConfig.from_json(config_json), float(lr_max))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
+    """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists), cached."""
+    config = RunConfig.from_json(config_json).replace(lr=float(lr), t_max=float(t_max))
+    return simulate_sgd_from_overlaps(config, np.array(Q), np.array(R), int(d), int(seed))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

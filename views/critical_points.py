@@ -15,6 +15,12 @@ COLUMNS = {
     "kind": st.column_config.TextColumn("kind", width=72),
     "loss": st.column_config.NumberColumn("loss", format="%.3e", width=82, help="L = ½E[(f − f*)²]"),
     "index": st.column_config.NumberColumn("index", width=52, help="Negative Hessian eigenvalues at this d, with multiplicity"),
+    "attractive": st.column_config.CheckboxColumn(
+        "ODE attr.", width=62, help="Attractive fixed point of the ODE of one-pass SGD (every eigenvalue of its "
+        "linearisation has negative real part, exact zero modes aside); gradient flow: from the Hessian"),
+    "max_real_eigenvalue": st.column_config.NumberColumn(
+        "max Re λ", format="%.1e", width=72, help="Largest real part of the ODE linearisation's eigenvalues "
+        "(per unit lr in the gradient-flow regime)"),
     "n_zero": st.column_config.NumberColumn("zero", width=50, help="Zero modes: zero eigenvalues (rotations and flat directions)"),
     "count": st.column_config.NumberColumn("basins", width=58, help="Basin count: random starts that ended here"),
     "orbit_size": st.column_config.NumberColumn("orbit", width=52, help="Orbit size: distinct copies under the symmetries"),
@@ -32,12 +38,17 @@ def _select_row():
 
 def _details(point, number, catalogue):
     st.subheader(f"Row {number}: {point.kind.value}, L = {point.loss:.4e}")
-    metrics = st.columns(4)
+    metrics = st.columns(5)
     metrics[0].metric("index", point.index)
     metrics[1].metric("zero modes", point.n_zero, help=f"{point.n_symmetry_zero} of them are rotations of the input space")
     metrics[2].metric("basin count", f"{point.count} / {catalogue.starts}")
     metrics[3].metric("λ_min", "≈ 0" if abs(point.min_eigenvalue) < 1e-10 else f"{point.min_eigenvalue:.3g}",
                       help=f"Smallest Hessian eigenvalue at d = {catalogue.d}: {point.min_eigenvalue:.3e}")
+    if point.stability is not None:
+        metrics[4].metric("ODE fixed point", "attractive" if point.stability.attractive else "unstable",
+                          help=f"Largest real part of the ODE linearisation's eigenvalues: "
+                               f"{point.stability.max_real_eigenvalue:.3e}"
+                               + (" (per unit lr)" if catalogue.regime == "gradient_flow" else f" at lr = {catalogue.config.lr:g}"))
     st.caption(f"Family: {point.family}. Orbit size {point.orbit_size}; found by {' and '.join(point.found_by)}; "
                f"|∇L| = {point.gradient_norm:.1e}; spectrum at d = {catalogue.d}."
                + (f" Flat directions: {point.manifold.description}." if point.manifold is not None else ""))

@@ -24,6 +24,8 @@ def _rows(text, count):
 def _summary(points, rows, spectra):
     return pd.DataFrame([{
         "row": row, "kind": point.kind.value, "loss": point.loss, "index": spectrum.index,
+        "ODE attractive": None if point.stability is None else point.stability.attractive,
+        "max Re λ (ODE)": np.nan if point.stability is None else point.stability.max_real_eigenvalue,
         "zero modes": spectrum.n_zero, "rotations": spectrum.n_symmetry_zero, "flat": spectrum.n_flat,
         "λ_min": spectrum.min_eigenvalue, "rank r": spectrum.rank,
     } for point, row, spectrum in zip(points, rows, spectra)])
@@ -65,7 +67,11 @@ def main():
     st.subheader("Summary")
     st.dataframe(_summary(points, rows, spectra), hide_index=True, width="stretch",
                  column_config={"loss": st.column_config.NumberColumn(format="%.4e"),
-                                "λ_min": st.column_config.NumberColumn(format="%.4e")})
+                                "λ_min": st.column_config.NumberColumn(format="%.4e"),
+                                "max Re λ (ODE)": st.column_config.NumberColumn(format="%.3e")})
+    st.caption("ODE attractive: the point is an attractive fixed point of the ODE of one-pass SGD. In the "
+               "gradient-flow regime its linearisation is minus the Hessian's span block and minus the pair sums of "
+               "its bulk eigenvalues, so it has the Hessian's signs: a minimum is attractive, a saddle is not.")
     st.subheader("Eigenvalues with multiplicities")
     tabs = st.tabs([label.replace("<br>", ", ") for label in labels])
     for tab, spectrum in zip(tabs, spectra):

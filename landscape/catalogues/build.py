@@ -62,6 +62,7 @@ from ..critical_points.flat import (
     make_candidate,
 )
 from ..critical_points.hessian import hessian_spectrum
+from ..critical_points.stability import fixed_point_stability
 from ..model.initialisation import teacher_weights
 from ..model.loss import gradient_from_weights
 from ..critical_points.symmetry import canonical_form, orbit_size
@@ -189,7 +190,7 @@ def _project_starts(draws, projector):
     return (flat @ projector.T).reshape(draws.shape)
 
 
-def point_record(candidate, T, d):
+def point_record(candidate, T, d, config, regime):
     """The catalogue entry of a distinct candidate: spectrum, canonical form, family, orbit, manifold."""
     W, W_teacher = candidate.W, candidate.W_teacher
     singular = np.linalg.svd(np.concatenate([W, W_teacher]), compute_uv=False)
@@ -213,7 +214,16 @@ def point_record(candidate, T, d):
         family=classify_point(canonical.Q, canonical.R, T).label, is_global=False, count=candidate.count,
         orbit_size=orbit_size(candidate.Q, candidate.R, T, tol=POINT_TOL), gradient_norm=float(candidate.residual),
         Q=canonical.Q, R=canonical.R, found_by=candidate.found_by, manifold=manifold,
+        stability=_stability(candidate, T, config, regime),
     )
+
+
+def _stability(candidate, T, config, regime):
+    """Stability as a fixed point of the ODE: per unit lr in the gradient-flow regime, else at ``config.lr``."""
+    if regime == "gradient_flow":
+        return fixed_point_stability(candidate.Q, candidate.R, T, 1.0, eta2=False, W=candidate.W,
+                                     W_teacher=candidate.W_teacher)
+    return fixed_point_stability(candidate.Q, candidate.R, T, config.lr, config.eta2, config.noise)
 
 
 def mark_global(points, realisable):
@@ -307,7 +317,7 @@ def build_catalogue(config, starts, seed, regime="gradient_flow", progress=None,
     candidates, reasons, ansatz_count = build(config, starts, seed, workers, progress)
     distinct = deduplicate(candidates, T)
     d = config.init.d if regime == "gradient_flow" else max(config.init.d, config.K + config.M)
-    points = sorted((point_record(c, T, d) for c in distinct), key=lambda p: (p.loss, p.index))
+    points = sorted((point_record(c, T, d, config, regime) for c in distinct), key=lambda p: (p.loss, p.index))
     points = mark_global(points, config.K >= config.M)
     failures = {}
     for reason in reasons:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..model.config import RunConfig
 from ..critical_points.flat import FlatManifold
+from ..critical_points.stability import Stability
 
 __all__ = ["PointKind", "CatalogueStatus", "CriticalPoint", "Catalogue"]
 
@@ -82,6 +83,11 @@ class CriticalPoint:
         :func:`~landscape.catalogues.connections.connect_catalogue`: ``connection`` (where a descent
         from a saddle ended) or ``climb`` (an index-1 saddle reached from a minimum).
     manifold : FlatManifold or None
+    stability : Stability or None
+        Linear stability as a fixed point of the ODE of one-pass SGD
+        (:func:`landscape.critical_points.stability.fixed_point_stability`): in the gradient-flow regime
+        per unit of ``lr`` (rates in ``lr t``), in the finite-lr regime at the catalogue's ``lr``.
+        None only in records written before it existed.
     """
 
     kind: PointKind
@@ -101,6 +107,7 @@ class CriticalPoint:
     R: np.ndarray
     found_by: tuple
     manifold: FlatManifold | None = None
+    stability: Stability | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the format of a point in ``landscape catalogue``)."""
@@ -112,6 +119,7 @@ class CriticalPoint:
             "orbit_size": int(self.orbit_size), "gradient_norm": float(self.gradient_norm),
             "Q": np.asarray(self.Q).tolist(), "R": np.asarray(self.R).tolist(), "found_by": list(self.found_by),
             "manifold": None if self.manifold is None else self.manifold.to_dict(),
+            "stability": None if self.stability is None else self.stability.to_dict(),
         }
 
     @classmethod
@@ -133,6 +141,7 @@ class CriticalPoint:
                 gradient_norm=float(data["gradient_norm"]), Q=np.array(data["Q"], dtype=float),
                 R=np.array(data["R"], dtype=float), found_by=tuple(data["found_by"]),
                 manifold=None if data.get("manifold") is None else FlatManifold.from_dict(data["manifold"]),
+                stability=None if data.get("stability") is None else Stability.from_dict(data["stability"]),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a critical point record: {error!r}") from None
@@ -247,9 +256,12 @@ class Catalogue:
                 "gradient_norm": p.gradient_norm, "found_by": "+".join(p.found_by),
                 "flat_dimension": 0 if p.manifold is None else p.manifold.dimension,
                 "manifold": "" if p.manifold is None else p.manifold.description,
+                "attractive": None if p.stability is None else p.stability.attractive,
+                "max_real_eigenvalue": np.nan if p.stability is None else p.stability.max_real_eigenvalue,
             })
         columns = ["kind", "loss", "index", "n_zero", "n_symmetry_zero", "min_eigenvalue", "family", "is_global",
-                   "count", "orbit_size", "gradient_norm", "found_by", "flat_dimension", "manifold"]
+                   "count", "orbit_size", "gradient_norm", "found_by", "flat_dimension", "manifold", "attractive",
+                   "max_real_eigenvalue"]
         return pd.DataFrame(rows, columns=columns)
 
     def save_csv(self, path: str | Path) -> None:

@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "landscape.commands.reachability",
     "landscape.commands.maps",
     "landscape.commands.families",
+    "landscape.commands.bifurcation",
 )
 
 

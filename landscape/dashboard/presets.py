@@ -61,6 +61,13 @@ PRESETS = (
         "(switch the teacher to compare).",
         {"K": 4, "M": 4, "teacher": "equicorrelated", "rho": 0.6, "tmax": 3000.0},
     ),
+    Preset(
+        "learning rate too large",
+        "K = M = 2, orthonormal teacher, label noise 0.1, eta^2 term on: the fixed point near the global minimum "
+        "climbs in loss as lr grows and disappears in a fold at lr = 1.2246; beyond it SGD diverges. See the "
+        "Learning rate page.",
+        {"K": 2, "M": 2, "noise": 0.1, "eta2": True, "lr": 0.5, "tmax": 1000.0},
+    ),
 )
 
 

@@ -220,6 +220,14 @@ PAGE_SETTINGS = {
                      "index-1 saddle between them. Every saddle followed: a higher-index saddle whose descents "
                      "reach two groups joins them at its loss (an upper bound on their barrier)."),
     ),
+    "learning-rate": (
+        _float("lrmax", "continue up to lr", 2.0, 0.01, 20.0, "End of the branch in the learning rate."),
+        _int("bpoint", "selected branch point", 0, 0, 100_000, "Point of the branch whose overlaps and spectrum are "
+             "shown (click the diagram)."),
+        Setting("lrsgd", "direct SGD at finite d", "bool", False,
+                help="Run one-pass SGD at the selected point's lr and just above the fold, from the branch's start."),
+        _int("lrsgd_d", "SGD input dimension d", 500, 2, 10_000_000, "Fluctuations shrink like 1/sqrt(d)."),
+    ),
     "theory": (),
 }
 

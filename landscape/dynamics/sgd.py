@@ -15,7 +15,7 @@ from ..model.initialisation import initial_overlaps, initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["simulate_sgd", "simulate_sgd_from_initial_overlaps", "sgd_cost", "SimulationStopped", "MAX_SGD_STEPS",
+__all__ = ["simulate_sgd", "simulate_sgd_from_overlaps", "simulate_sgd_from_initial_overlaps", "sgd_cost", "SimulationStopped", "MAX_SGD_STEPS",
            "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
 
 
@@ -146,18 +146,21 @@ def simulate_sgd(config, d, seed, n_points=200, weights=None, should_stop=None):
     return _run(W, W_teacher, config, d, rng, record, should_stop)
 
 
-def simulate_sgd_from_initial_overlaps(config, d, seed, n_points=200, should_stop=None):
-    """One-pass SGD at dimension ``d`` started from the ODE's own initial overlaps.
+def simulate_sgd_from_overlaps(config, Q, R, d, seed, n_points=200, should_stop=None):
+    """One-pass SGD at dimension ``d`` started from given overlaps ``(Q, R)`` with ``config``'s teacher.
 
-    :func:`landscape.model.initialisation.initial_overlaps` of ``config`` is embedded in ``d``
-    dimensions (any embedding will do: the Gaussian inputs are rotation invariant), so this run and
-    the ODE of the same config differ only by finite-``d`` fluctuations.
+    The overlaps are embedded in ``d`` dimensions (any embedding will do: the Gaussian inputs are
+    rotation invariant), so this run and the ODE from the same overlaps differ only by finite-``d``
+    fluctuations.
 
     Parameters
     ----------
     config : RunConfig
+        Teacher, ``lr``, ``noise`` and ``t_max`` of the run (its ``init`` is not used).
+    Q : array_like, shape (K, K)
+    R : array_like, shape (K, M)
     d : int
-        Input dimension, at least the rank of the initial overlap matrix ``[[Q0, R0], [R0^T, T]]``.
+        Input dimension, at least the rank of ``[[Q, R], [R^T, T]]``.
     seed : int or numpy.random.Generator
         Randomness of the data stream.
     n_points : int, optional
@@ -172,21 +175,34 @@ def simulate_sgd_from_initial_overlaps(config, d, seed, n_points=200, should_sto
     Raises
     ------
     ValueError
-        If ``d`` is below the rank of the initial overlaps, or as :func:`simulate_sgd`.
+        If ``d`` is below the rank of the overlaps, the overlaps are invalid, or as :func:`simulate_sgd`.
     SimulationStopped
         If ``should_stop`` returned True.
     """
     require_run_config(config)
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be a positive whole number, got {d!r}")
-    Q0, R0 = initial_overlaps(config)
-    embedding = embed_overlaps(Q0, R0, config.teacher_matrix())
+    embedding = embed_overlaps(Q, R, config.teacher_matrix())
     if embedding.rank > d:
-        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the initial overlaps; raise it")
+        raise ValueError(f"SGD d = {d} is smaller than the rank {embedding.rank} of the overlaps; raise it")
     W, W_teacher = np.zeros((config.K, d)), np.zeros((config.M, d))
     W[:, : embedding.rank], W_teacher[:, : embedding.rank] = embedding.student, embedding.teacher
     return simulate_sgd(config, d=int(d), seed=seed, n_points=n_points, weights=(W, W_teacher),
                         should_stop=should_stop)
+
+
+def simulate_sgd_from_initial_overlaps(config, d, seed, n_points=200, should_stop=None):
+    """:func:`simulate_sgd_from_overlaps` from the ODE's own initial overlaps
+    (:func:`landscape.model.initialisation.initial_overlaps` of ``config``).
+
+    Raises
+    ------
+    ValueError
+        As :func:`simulate_sgd_from_overlaps`.
+    """
+    require_run_config(config)
+    Q0, R0 = initial_overlaps(config)
+    return simulate_sgd_from_overlaps(config, Q0, R0, d, seed, n_points=n_points, should_stop=should_stop)
 
 
 def _data_stream(seed):
