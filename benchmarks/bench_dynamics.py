@@ -20,6 +20,7 @@ import numpy as np
 from landscape import InitSpec, RunConfig, initial_overlaps, integrate_ode, run_flow, simulate_sgd
 from landscape.dynamics.compiled_flow import flow_model, velocity
 from landscape.dynamics.fourpoint_flow import carried_four_point
+from landscape.dynamics.span import student_rows, teacher_rows
 from landscape.dynamics.ode import compile_ode, ode_velocity
 
 
@@ -35,7 +36,7 @@ def _best_time(function, repeat=5, number=20):
 
 def _compile_rows():
     # A cold numba cache in a fresh process: what the first run on a new machine pays once.
-    code = "import time; from landscape import compile_ode; s = time.perf_counter(); compile_ode(); print(time.perf_counter() - s)"
+    code = "import time; from landscape.dynamics.ode import compile_ode; s = time.perf_counter(); compile_ode(); print(time.perf_counter() - s)"
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         environment = dict(os.environ, NUMBA_CACHE_DIR=cache)
@@ -60,8 +61,10 @@ def _rhs_rows():
             (f"ODE right-hand side, K = M = {K}, eta2 off, numpy", f"{numpy_off * 1e3:.3f} ms"),
             (f"ODE right-hand side, K = M = {K}, eta2 on, numpy, four-point by quadrature", f"{quadrature * 1e3:.3f} ms"),
         ]
+        U0, _ = student_rows(Q, R, teacher_rows(T, K))
         for carried, label in ((False, "eta2 off"), (True, "eta2 on, four-point carried")):
-            y = np.concatenate([Q.ravel(), R.ravel()] + ([state] if carried else []))
+            # The compiled solver's state: the student rows in the span, then the carried terms.
+            y = np.concatenate([U0.ravel()] + ([state] if carried else []))
             model, out = flow_model(T, 0.5, 0.0, K, 1e6, carried), np.empty_like(y)
             seconds = _best_time(lambda: velocity(y, model, out, False), number=200 if K < 20 else 20)
             rows.append((f"ODE right-hand side, K = M = {K}, {label}, compiled (used)", f"{seconds * 1e3:.3f} ms"))
