@@ -4,6 +4,8 @@
 points at the catalogue's ``lr``), moves each to the fixed point of the full ODE at the start
 ``lr`` and continues it to ``lr_max``
 (:func:`landscape.critical_points.continuation.continue_fixed_points`, shared between both cores).
+
+Section 3.1 of docs/theory.md (continuation, folds, eq. (3.9)).
 """
 
 from __future__ import annotations

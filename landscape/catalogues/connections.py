@@ -17,6 +17,8 @@ with ``climb_modes > 0`` they are looked for by eigenvector-following from every
 The barrier of a descent path is the saddle's loss minus the loss of its end; the path itself is
 kept as the loss against the arclength (Frobenius norm in the weights ``u = w / sqrt(d)``),
 resampled at ``path_points`` points evenly spaced in arclength.
+
+Section 6 of docs/theory.md; the method follows energy-landscape practice (Wales, Energy Landscapes, 2003).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ saddles are used).
 The tree is data: levels, children, the minima below each node, and a layout (``x``: leaves
 evenly spaced, ordered so that branches do not cross, lowest minimum first; ``width``: the basin
 fraction, drawn as the width of a leaf's branch). :func:`landscape.dashboard.figures.disconnectivity_figure` draws it.
+
+The disconnectivity graph of Becker & Karplus (1997) as drawn by energy-landscape tools (Wales 2003).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ next: its names do not depend on ``K``, so one family is one line. For a family 
 lowest-loss point (a minimum when the family has one) gives ``loss``, ``min_eigenvalue`` and
 ``kind``; ``count`` is the starts that ended at any of its points, ``fraction`` that count over the
 catalogue's starts with a Wilson interval (:func:`landscape.catalogues.reachability.wilson_interval`).
+
+Eqs. (6.5) and (7.1) of docs/theory.md.
 """
 
 from __future__ import annotations

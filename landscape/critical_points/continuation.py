@@ -26,6 +26,8 @@ Stability at every point is that of :func:`landscape.critical_points.stability.f
 The branch needs the point inside the cone of Gram matrices (see the stability module): with
 label noise the fixed points of the full ODE are; the realisable global minimum without noise
 (``Q = R = T`` for every ``lr``) is on the boundary and cannot be continued this way.
+
+Section 3.1 of docs/theory.md (pseudo-arclength continuation; Keller 1977).
 """
 
 from __future__ import annotations

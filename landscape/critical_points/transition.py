@@ -10,6 +10,8 @@ radius. Zero modes (rotations, flat directions) are left alone, and the followed
 from step to step by its overlap with the previous one. The walk ends at a point with one negative
 eigenvalue and a small gradient, which Newton's method (:func:`landscape.critical_points.search.newton_polish`)
 then polishes: a transition state out of the minimum's basin along that mode.
+
+Section 6 of docs/theory.md (eigenvector-following; Cerjan & Miller 1981, Wales 2003).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A :class:`RunConfig` holds everything that determines a trajectory or a catalogue: the widths
 ``K`` and ``M``, the teacher overlap structure, the learning rate, the finite-learning-rate
 term, label noise, the initialisation and the time horizon.
+
+Conventions of section 1 of docs/theory.md.
 """
 
 from __future__ import annotations

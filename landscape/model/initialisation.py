@@ -1,4 +1,7 @@
-"""Explicit weights for a configuration: the teacher embedded in ``d`` dimensions and a random student."""
+"""Explicit weights for a configuration: the teacher embedded in ``d`` dimensions and a random student.
+
+Section 1 of docs/theory.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Teacher overlap structures ``T`` (M x M); their validation is :mod:`landscape.kernels.overlaps`."""
+"""Teacher overlap structures ``T`` (M x M); their validation is :mod:`landscape.kernels.overlaps`.
+
+Eq. (1.3) of docs/theory.md.
+"""
 
 from __future__ import annotations
 
