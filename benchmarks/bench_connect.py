@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_connect.py [--starts N] [--sizes 6,8]``. For each ``K = M`` (Safran &
 Shamir's protocol, ``d = M``, unit variance) it builds the catalogue, then connects it with the
 default of ``landscape catalogue --connect`` (``max_index = 2``, no climbing) and with the settings of
-the dashboard's Landscape map (``max_index = 6``, two softest modes of every minimum climbed), and prints a Markdown table: seconds of each, saddles
+the dashboard's Landscape map (``max_index = 6``, two softest modes of every minimum climbed), and prints a Markdown table:
+seconds of each, saddles
 followed, descents that ended at a critical point, points added, and the groups of minima of the
 disconnectivity tree (every saddle used).
 

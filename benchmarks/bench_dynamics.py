@@ -20,8 +20,8 @@ import numpy as np
 from landscape import InitSpec, RunConfig, initial_overlaps, integrate_ode, run_flow, simulate_sgd
 from landscape.dynamics.compiled_flow import flow_model, velocity
 from landscape.dynamics.fourpoint_flow import carried_four_point
-from landscape.dynamics.span import student_rows, teacher_rows
 from landscape.dynamics.ode import compile_ode, ode_velocity
+from landscape.dynamics.span import student_rows, teacher_rows
 
 
 def _best_time(function, repeat=5, number=20):
@@ -36,7 +36,8 @@ def _best_time(function, repeat=5, number=20):
 
 def _compile_rows():
     # A cold numba cache in a fresh process: what the first run on a new machine pays once.
-    code = "import time; from landscape.dynamics.ode import compile_ode; s = time.perf_counter(); compile_ode(); print(time.perf_counter() - s)"
+    code = ("import time; from landscape.dynamics.ode import compile_ode; s = time.perf_counter(); compile_ode(); "
+            "print(time.perf_counter() - s)")
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         environment = dict(os.environ, NUMBA_CACHE_DIR=cache)
@@ -78,7 +79,8 @@ def _flow_rows():
         seconds = _best_time(lambda: run_flow(config), repeat=3, number=1)
         trajectory = run_flow(config)
         rows.append((
-            f"gradient flow K = M = 8 to convergence (seed {seed}, ends at t = {trajectory.t[-1]:.0f}, loss {trajectory.loss[-1]:.2g})",
+            f"gradient flow K = M = 8 to convergence (seed {seed}, ends at t = {trajectory.t[-1]:.0f}, "
+            f"loss {trajectory.loss[-1]:.2g})",
             f"{seconds * 1e3:.1f} ms",
         ))
     return rows

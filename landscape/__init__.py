@@ -16,26 +16,26 @@ are those of docs/theory.md. This module re-exports the public API: one function
 configuration and the result types; everything else is importable from its subpackage.
 """
 
-from .model.config import InitSpec, RunConfig, TeacherSpec
-from .model.initialisation import initial_overlaps
-from .model.loss import gradient_from_weights, overlaps_from_weights, population_loss
-from .dynamics.trajectory import FlowStatus, Trajectory
-from .dynamics.ode import integrate_ode, run_flow
-from .dynamics.sgd import simulate_sgd
-from .critical_points.hessian import HessianSpectrum, hessian_spectrum
-from .critical_points.families import family_tree
-from .critical_points.embedding import add_student
-from .critical_points.stability import fixed_point_stability
-from .critical_points.continuation import continue_fixed_point
-from .catalogues.records import Catalogue, CriticalPoint, PointKind
 from .catalogues.build import build_catalogue
 from .catalogues.connections import connect_catalogue
 from .catalogues.disconnectivity import disconnectivity_tree
 from .catalogues.reachability import reachability_curve
-from .catalogues.widths import families_across_widths
+from .catalogues.records import Catalogue, CriticalPoint, PointKind
+from .catalogues.sweep import run_sweep
 from .catalogues.sweep_spec import SweepSpec
 from .catalogues.sweep_store import load_store
-from .catalogues.sweep import run_sweep
+from .catalogues.widths import families_across_widths
+from .critical_points.continuation import continue_fixed_point
+from .critical_points.embedding import add_student
+from .critical_points.families import family_tree
+from .critical_points.hessian import HessianSpectrum, hessian_spectrum
+from .critical_points.stability import fixed_point_stability
+from .dynamics.ode import integrate_ode, run_flow
+from .dynamics.sgd import simulate_sgd
+from .dynamics.trajectory import FlowStatus, Trajectory
+from .model.config import InitSpec, RunConfig, TeacherSpec
+from .model.initialisation import initial_overlaps
+from .model.loss import gradient_from_weights, overlaps_from_weights, population_loss
 
 __version__ = "0.1.0"
 

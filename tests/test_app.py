@@ -346,7 +346,8 @@ def test_reachability_curve_computes_the_missing_widths(with_shipped):
 
 
 def _reachability_chart(at):
-    return next(f for f in _figures(at) if f["layout"].get("yaxis", {}).get("title", {}).get("text") == "fraction of random starts")
+    return next(f for f in _figures(at) if f["layout"].get("yaxis", {}).get("title",
+                                                                            {}).get("text") == "fraction of random starts")
 
 
 def test_toolbar_saves_png_or_svg():

@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import APP, CATALOGUE_LINK, _app, _array, _assert_clean, _figures, _texts
 
 from landscape.critical_points.continuation import continue_fixed_point, fixed_point_near
-from test_app import APP, CATALOGUE_LINK, _app, _array, _assert_clean, _figures, _texts
 
 PAGE = "views/learning_rate.py"
 LECTURE = {"K": "2", "M": "2", "noise": "0.1", "eta2": "true", "lr": "0.5"}

@@ -21,11 +21,11 @@ from landscape.catalogues.build import (
     PointKind,
     build_catalogue,
 )
-from landscape.model.config import InitSpec, RunConfig
-from landscape.critical_points.hessian import embed_overlaps
-from landscape.model.loss import gradient_from_weights, loss_from_overlaps
 from landscape.catalogues.reachability import reachability, reachability_curve, wilson_interval
 from landscape.critical_points.families import TYPE_A
+from landscape.critical_points.hessian import embed_overlaps
+from landscape.model.config import InitSpec, RunConfig
+from landscape.model.loss import gradient_from_weights, loss_from_overlaps
 
 REFERENCE = Path("/work/shared/reference/safran_shamir_2018_rates.csv")
 PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}

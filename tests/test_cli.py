@@ -64,7 +64,8 @@ def test_simulate_prints_the_same_keys(tmp_path, capsys):
     "argv,files,message",
     [
         (["flow", "--config", "{c}"], {"c": '{"K": 2, "lr": -1}'}, "lr must be in"),
-        (["flow", "--config", "{c}"], {"c": '{"K": 2, "M": 2, "teacher": {"kind": "matrix", "T": [[1, 2], [2, 1]]}}'}, "not positive semi-definite"),
+        (["flow", "--config", "{c}"], {"c": '{"K": 2, "M": 2, "teacher": {"kind": "matrix", "T": [[1, 2], [2, 1]]}}'},
+         "not positive semi-definite"),
         (["flow", "--config", "{c}"], {"c": "{not json"}, "not valid JSON"),
         (["flow", "--config", "{c}"], {"c": '{"K": 2, "lr": NaN}'}, "lr must be finite"),
         (["flow", "--config", "missing.json"], {}, "cannot read config file"),
@@ -88,7 +89,8 @@ def test_bad_input_gives_exit_2_and_one_line(tmp_path, capsys, argv, files, mess
 def test_module_entry_point_and_help():
     result = subprocess.run([sys.executable, "-m", "landscape", "flow", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--config" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "landscape", "loss", "--point", "/nonexistent.json"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "landscape", "loss", "--point", "/nonexistent.json"], capture_output=True,
+                            text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 

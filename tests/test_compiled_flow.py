@@ -4,19 +4,15 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from landscape.dynamics import dop853
-
-from landscape.dynamics import ode
-
-from landscape.dynamics import ode_solvers
+from landscape.dynamics import dop853, ode, ode_solvers
 from landscape.dynamics.compiled_flow import _carried_tables, _correlations, _finite_lr_term, flow_model, velocity
-from landscape.model.config import InitSpec, RunConfig
-from landscape.kernels.fourpoint import finite_lr_expectation
 from landscape.dynamics.fourpoint_flow import CarriedFourPoint
-from landscape.model.initialisation import initial_overlaps
 from landscape.dynamics.ode import integrate_ode, ode_velocity
 from landscape.dynamics.span import overlap_speed, student_rows, teacher_rows
 from landscape.dynamics.trajectory import FlowStatus
+from landscape.kernels.fourpoint import finite_lr_expectation
+from landscape.model.config import InitSpec, RunConfig
+from landscape.model.initialisation import initial_overlaps
 
 
 def _overlaps(K, M, seed, dim=40, aligned=None, gap=0.0):

@@ -223,7 +223,8 @@ def test_tree_of_a_random_graph_matches_the_brute_force_minimax(connected6):
     template_min = next(p for p in connected6.catalogue.points if p.kind is PointKind.MINIMUM)
     template_saddle = next(p for p in connected6.catalogue.points if p.kind is PointKind.SADDLE)
     minima = [replace(template_min, loss=float(v), count=int(c)) for v, c in zip(rng.uniform(0, 1, 7), rng.integers(0, 9, 7))]
-    saddles = [replace(template_saddle, loss=float(v), index=int(i)) for v, i in zip(rng.uniform(1, 2, 12), rng.integers(1, 3, 12))]
+    saddles = [replace(template_saddle, loss=float(v), index=int(i)) for v, i in zip(rng.uniform(1, 2, 12), rng.integers(1, 3,
+                                                                                                                         12))]
     points = tuple(sorted(minima + saddles, key=lambda p: p.loss))
     catalogue = replace(connected6.catalogue, points=points, n_converged=sum(p.count for p in minima))
     minimum_ids = [i for i, p in enumerate(points) if p.kind is PointKind.MINIMUM]

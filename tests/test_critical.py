@@ -14,11 +14,11 @@ import pytest
 
 from landscape.critical_points.ansatz import ansatz_projector, ansatz_starts, integer_partitions, plateau_projector
 from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical
-from landscape.critical_points.search import newton_polish, search_critical_points
 from landscape.critical_points.fixed_points import ode_fixed_point, ode_residual
 from landscape.critical_points.hessian import weight_hessian
-from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
+from landscape.critical_points.search import newton_polish, search_critical_points
 from landscape.critical_points.symmetry import automorphism_count, canonical_form, orbit_size, same_orbit
+from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
 
 # Published leading-family losses (Safran & Shamir 2018, /work/shared/reference/README.md).
 PUBLISHED_LEADING_LOSS = {6: 0.0250806, 7: 0.0232027}

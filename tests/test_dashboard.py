@@ -7,21 +7,19 @@ from urllib.parse import parse_qs
 import numpy as np
 import pytest
 
-from landscape.model.config import InitSpec, RunConfig, TeacherSpec
 from landscape.dashboard import (
+    MAX_SERIES,
     PAGE_SETTINGS,
     PRESETS,
     SIDEBAR_SETTINGS,
     DemoCaps,
-    check_query,
-    config_from_settings,
-    MAX_SERIES,
     apply_symmetric_edits,
     catalogue_key,
-    series_configs,
+    check_query,
+    config_from_settings,
     default_block_sizes,
-    leaf_counts,
     format_matrix,
+    leaf_counts,
     parse_block_sizes,
     parse_matrix,
     phase_path,
@@ -29,10 +27,12 @@ from landscape.dashboard import (
     preset_values,
     query_string,
     resize_matrix_text,
-    settings_from_config,
+    series_configs,
     setting,
+    settings_from_config,
 )
 from landscape.dynamics.ode import run_flow
+from landscape.model.config import InitSpec, RunConfig, TeacherSpec
 
 ALL_SETTINGS = SIDEBAR_SETTINGS + tuple(s for group in PAGE_SETTINGS.values() for s in group)
 

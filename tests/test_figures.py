@@ -135,7 +135,8 @@ def test_phase_portrait_draws_paths_and_markers():
 
 
 def test_catalogue_scatter():
-    frame = pd.DataFrame({"loss": [0.0, 0.02, 0.1, 0.3], "index": [0, 0, 3, 7], "kind": ["minimum", "minimum", "saddle", "saddle"],
+    frame = pd.DataFrame({"loss": [0.0, 0.02, 0.1, 0.3], "index": [0, 0, 3, 7], "kind": ["minimum", "minimum", "saddle",
+                                                                                         "saddle"],
                           "count": [30, 5, 2, 1]})
     figure = catalogue_figure(frame, selected=2)
     by_name = {trace.name: trace for trace in figure.data}
@@ -228,7 +229,8 @@ def test_families_across_figure_marks_minima_and_draws_reached_fractions():
     type_a = figure.data[2]
     assert list(type_a.marker.color[:2]) == ["rgba(0,0,0,0)"] * 2 and type_a.marker.color[2] != "rgba(0,0,0,0)"
     fraction = figure.data[1]
-    assert list(fraction.error_y.array) == pytest.approx([0.0, 0.04]) and list(fraction.error_y.arrayminus) == pytest.approx([0.03, 0.05])
+    assert list(fraction.error_y.array) == pytest.approx([0.0, 0.04])
+    assert list(fraction.error_y.arrayminus) == pytest.approx([0.03, 0.05])
     assert figure.layout.font.size == PROJECTOR_FONT
     with pytest.raises(ValueError, match="at least one"):
         families_across_figure([])

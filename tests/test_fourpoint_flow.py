@@ -9,18 +9,6 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from landscape.model.config import InitSpec, RunConfig
-from landscape.kernels.fourpoint import (
-    _TERM_A,
-    _TERM_B,
-    _TERM_J,
-    _TERM_PARTNER,
-    _TERM_TO_PAIR,
-    _relu4_distinct,
-    finite_lr_expectation,
-    relu_four_point,
-)
-from landscape.dynamics.span import student_rows, teacher_rows
 from landscape.dynamics.compiled_flow import (
     _angle_tables,
     _any_exactly_aligned,
@@ -34,10 +22,22 @@ from landscape.dynamics.compiled_flow import (
     velocity,
 )
 from landscape.dynamics.fourpoint_flow import CarriedFourPoint, _correlations, carried_four_point_applies
-from landscape.model.initialisation import initial_overlaps
 from landscape.dynamics.ode import integrate_ode, run_flow
-from landscape.kernels.orthant import _orthant_probability_4
+from landscape.dynamics.span import student_rows, teacher_rows
 from landscape.dynamics.trajectory import FlowStatus
+from landscape.kernels.fourpoint import (
+    _TERM_A,
+    _TERM_B,
+    _TERM_J,
+    _TERM_PARTNER,
+    _TERM_TO_PAIR,
+    _relu4_distinct,
+    finite_lr_expectation,
+    relu_four_point,
+)
+from landscape.kernels.orthant import _orthant_probability_4
+from landscape.model.config import InitSpec, RunConfig
+from landscape.model.initialisation import initial_overlaps
 
 QUADRUPLE = np.array([[0, 1, 2, 3]], dtype=np.int64)
 

@@ -17,10 +17,10 @@ import numpy as np
 import streamlit as st
 
 from landscape.catalogues.build import Catalogue, build_catalogue
-from landscape.model.config import InitSpec, RunConfig
-from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
+from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 from landscape.critical_points.fixed_points import unspecialised_fixed_point
 from landscape.critical_points.hessian import hessian_spectrum
+from landscape.dashboard import PAGE_SETTINGS, DemoCaps, catalogue_key
 from landscape.dashboard.figures import presentation_figure
 from landscape.dynamics.ode import run_flow
 from landscape.dynamics.sgd import simulate_sgd_from_initial_overlaps, simulate_sgd_from_overlaps
@@ -29,7 +29,7 @@ from landscape.dynamics.warmup import (
     compiled_solver_ready,
     start_background_compilation,
 )
-from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
+from landscape.model.config import InitSpec, RunConfig
 
 STATE_KEY = "_dashboard_state"
 ROOT = Path(__file__).resolve().parent.parent

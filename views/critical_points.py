@@ -21,7 +21,8 @@ COLUMNS = {
     "max_real_eigenvalue": st.column_config.NumberColumn(
         "max Re λ", format="%.1e", width=72, help="Largest real part of the ODE linearisation's eigenvalues "
         "(per unit lr in the gradient-flow regime)"),
-    "n_zero": st.column_config.NumberColumn("zero", width=50, help="Zero modes: zero eigenvalues (rotations and flat directions)"),
+    "n_zero": st.column_config.NumberColumn("zero", width=50,
+                                            help="Zero modes: zero eigenvalues (rotations and flat directions)"),
     "count": st.column_config.NumberColumn("basins", width=58, help="Basin count: random starts that ended here"),
     "orbit_size": st.column_config.NumberColumn("orbit", width=52, help="Orbit size: distinct copies under the symmetries"),
     "min_eigenvalue": st.column_config.NumberColumn("λ_min", format="%.2e", width=80, help="Smallest Hessian eigenvalue"),
@@ -48,7 +49,8 @@ def _details(point, number, catalogue):
         metrics[4].metric("ODE fixed point", "attractive" if point.stability.attractive else "unstable",
                           help=f"Largest real part of the ODE linearisation's eigenvalues: "
                                f"{point.stability.max_real_eigenvalue:.3e}"
-                               + (" (per unit lr)" if catalogue.regime == "gradient_flow" else f" at lr = {catalogue.config.lr:g}"))
+                               + (" (per unit lr)" if catalogue.regime == "gradient_flow"
+                                 else f" at lr = {catalogue.config.lr:g}"))
     st.caption(f"Family: {point.family}. Orbit size {point.orbit_size}; found by {' and '.join(point.found_by)}; "
                f"|∇L| = {point.gradient_norm:.1e}; spectrum at d = {catalogue.d}."
                + (f" Flat directions: {point.manifold.description}." if point.manifold is not None else ""))
@@ -88,7 +90,8 @@ def main():
         st.caption("Marker area grows with the basin count (starts that ended there); ansatz saddles have count 0.")
     _details(catalogue.points[number], number, catalogue)
     left, right = st.columns(2)
-    left.download_button("catalogue (CSV)", frame.drop(columns="row").to_csv(index=False), file_name="catalogue.csv", mime="text/csv",
+    left.download_button("catalogue (CSV)", frame.drop(columns="row").to_csv(index=False), file_name="catalogue.csv",
+                         mime="text/csv",
                          icon=":material/download:", width="stretch")
     right.download_button("catalogue (JSON, with Q, R and spectra)", json.dumps(catalogue.to_dict()),
                           file_name="catalogue.json", mime="application/json", icon=":material/download:", width="stretch")

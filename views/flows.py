@@ -3,8 +3,14 @@
 import streamlit as st
 
 from landscape.dashboard import phase_path, phase_point
+from landscape.dashboard.figures import (
+    PortraitMarker,
+    loss_figure,
+    overlap_heatmaps_figure,
+    overlaps_figure,
+    phase_portrait_figure,
+)
 from landscape.dashboard.run_summary import loss_curve_caption
-from landscape.dashboard.figures import PortraitMarker, loss_figure, overlap_heatmaps_figure, overlaps_figure, phase_portrait_figure
 from views import common
 
 #: The lowest critical points of a catalogue that the phase portrait marks.

@@ -5,9 +5,9 @@ import json
 
 import streamlit as st
 
-from landscape.dynamics.trajectory import FlowStatus
 from landscape.dashboard.bifurcation_figures import bifurcation_figure, eigenvalue_figure
 from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure
+from landscape.dynamics.trajectory import FlowStatus
 from views import common
 
 PAGE = "learning-rate"

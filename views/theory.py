@@ -25,7 +25,8 @@ st.markdown("One fresh sample per step, labels $y = f^*(x) + \\sqrt{\\Delta}\\,\
 st.latex(r"w_k \leftarrow w_k - \frac{\eta}{\sqrt d}\,\big(f(x) - y\big)\,\sigma'(\lambda_k)\,x")
 st.markdown("As $d \\to \\infty$ with $t$ = steps / d the overlaps follow deterministic ODEs (Saad & Solla; Goldt et al.):")
 st.latex(r"\frac{dR_{km}}{dt} = -\eta\,\mathbb E\big[(f - y)\,\sigma'(\lambda_k)\,\nu_m\big]")
-st.latex(r"\frac{dQ_{kl}}{dt} = -\eta\,\mathbb E\big[(f - y)\big(\sigma'(\lambda_k)\lambda_l + \sigma'(\lambda_l)\lambda_k\big)\big]"
+st.latex(r"\frac{dQ_{kl}}{dt} = -\eta\,\mathbb E\big[(f - y)"
+         r"\big(\sigma'(\lambda_k)\lambda_l + \sigma'(\lambda_l)\lambda_k\big)\big]"
          r" + \eta^2\,\mathbb E\big[\sigma'(\lambda_k)\,\sigma'(\lambda_l)\,(f - y)^2\big]")
 st.markdown("The η term is gradient flow on L; its fixed points are the critical points of L. The η² term "
             "(a four-point Gaussian integral, computed exactly) is the finite-learning-rate correction; "

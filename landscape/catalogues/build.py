@@ -29,7 +29,8 @@ Saddles come from flows in fixed-point subspaces of symmetric ansatzes
 (:func:`landscape.critical_points.ansatz.ansatz_projector`): the most symmetric ``Delta(S_b1 x ...)`` subspaces
 (teachers invariant under all permutations only) and the least merged student-only subspaces (split
 units), and for such teachers with ``d >= M + K`` the unspecialised subspace of the Saad-Solla plateau
-(:func:`landscape.critical_points.ansatz.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their basin count is zero unless
+(:func:`landscape.critical_points.ansatz.plateau_projector`), a few seeded starts each (``ansatz_starts`` in the result). Their
+basin count is zero unless
 random starts also end there (``found_by``).
 
 Starts that die (a unit shrinks to zero), do not converge or diverge are counted in ``failures``
@@ -40,17 +41,20 @@ Sections 5-6 of docs/theory.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..model.config import RunConfig
+
 from dataclasses import replace
 
 import numpy as np
 
 from ..critical_points.ansatz import ansatz_starts, integer_partitions, permutation_invariant, plateau_projector
 from ..critical_points.batch_flow import EndReason
-from .records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
-from ..model.config import require_run_config
-from ..critical_points.search import search_critical_points
-from ..critical_points.fixed_points import ode_fixed_points
 from ..critical_points.families import classify_point
+from ..critical_points.fixed_points import ode_fixed_points
 from ..critical_points.flat import (
     PARALLEL_ANGLE,
     POINT_TOL,
@@ -62,10 +66,13 @@ from ..critical_points.flat import (
     make_candidate,
 )
 from ..critical_points.hessian import hessian_spectrum
+from ..critical_points.search import search_critical_points
 from ..critical_points.stability import fixed_point_stability
+from ..critical_points.symmetry import canonical_form, orbit_size
+from ..model.config import require_run_config
 from ..model.initialisation import teacher_weights
 from ..model.loss import gradient_from_weights
-from ..critical_points.symmetry import canonical_form, orbit_size
+from .records import Catalogue, CatalogueStatus, CriticalPoint, PointKind
 
 __all__ = [
     "REGIMES",
@@ -280,7 +287,8 @@ def _finite_lr_candidates(config, starts, seed, workers, progress):
     return candidates, tuple(r.status for r in results), ansatz_count
 
 
-def build_catalogue(config, starts, seed, regime="gradient_flow", progress=None, workers=None):
+def build_catalogue(config: RunConfig, starts: int, seed: int, regime: str = "gradient_flow",
+                    progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Catalogue:
     """Distinct critical points reached from seeded random starts, with spectra, families and basins.
 
     Parameters
@@ -319,7 +327,7 @@ def build_catalogue(config, starts, seed, regime="gradient_flow", progress=None,
     d = config.init.d if regime == "gradient_flow" else max(config.init.d, config.K + config.M)
     points = sorted((point_record(c, T, d, config, regime) for c in distinct), key=lambda p: (p.loss, p.index))
     points = mark_global(points, config.K >= config.M)
-    failures = {}
+    failures: dict[str, int] = {}
     for reason in reasons:
         if reason is not EndReason.CONVERGED:
             failures[reason.code] = failures.get(reason.code, 0) + 1

@@ -519,7 +519,8 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
     jobs, starts = _starts(points, W_teacher, options, weights)
     ends, reasons, states = (_descend(starts, W_teacher, options) if len(starts) else ([], [], []))
     end_positions, end_weights = _matched_ends(ends, reasons, known, W_teacher, T)
-    added = [point for point, _ in climbed] + [point_record(c, T, catalogue.d, catalogue.config, catalogue.regime) for c in known[len(points):]]
+    added = [point for point, _ in climbed] + [point_record(c, T, catalogue.d, catalogue.config,
+                                                            catalogue.regime) for c in known[len(points):]]
     points = list(catalogue.points) + added
     order = sorted(range(len(points)), key=lambda i: (points[i].loss, points[i].index))
     new_index = {old: new for new, old in enumerate(order)}

@@ -313,7 +313,7 @@ def disconnectivity_tree(connected: ConnectedCatalogue, max_index: int | None = 
         return DisconnectivityTree((), (), 0.0, (), {}, False, TreeStatus.EMPTY, TreeStatus.EMPTY.value)
     inner, marks, root_keys = _merges(graph, minima)
     below = {("leaf", m): (m,) for m in minima}
-    for number, (saddle, children) in enumerate(inner):
+    for number, (_saddle, children) in enumerate(inner):
         below[("inner", number)] = tuple(m for child in children for m in below[child])
     lowest = {key: min(points[m].loss for m in ms) for key, ms in below.items()}
     children_of = {("inner", n): tuple(sorted(ch, key=lambda k: (lowest[k], k))) for n, (_, ch) in enumerate(inner)}

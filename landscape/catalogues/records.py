@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model.config import RunConfig
 from ..critical_points.flat import FlatManifold
 from ..critical_points.stability import Stability
+from ..model.config import RunConfig
 
 __all__ = ["PointKind", "CatalogueStatus", "CriticalPoint", "Catalogue"]
 

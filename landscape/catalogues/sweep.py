@@ -310,7 +310,7 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any], store: str | Path, *, workers
     _check_run_arguments(workers, scheduler, client, retries, progress)
     root = open_store(store, spec)
     remove_stale_temporaries(root)
-    function = build_catalogue if function is None else function
+    function = function if function is not None else build_catalogue  # type: ignore[assignment]
     existing = read_records(root)
     todo = [task for task in spec.tasks
             if task.key not in existing or (retry_failed and existing[task.key]["status"] != "done")]

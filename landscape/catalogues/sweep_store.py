@@ -233,7 +233,8 @@ def _package_version():
 
 def _parse_record(data, task):
     return TaskRecord(task, TaskStatus[data["status"].upper()], data.get("reason", ""), data.get("result"),
-                      float(data.get("seconds", 0.0)), float(data.get("cpu_seconds", 0.0)), data.get("worker", ""), data.get("finished", ""),
+                      float(data.get("seconds", 0.0)), float(data.get("cpu_seconds", 0.0)), data.get("worker", ""),
+                      data.get("finished", ""),
                       data.get("run_id", ""), data.get("function", ""))
 
 

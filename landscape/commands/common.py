@@ -13,7 +13,8 @@ from ..kernels.overlaps import validate_overlaps
 from ..model.config import RunConfig
 from ..model.loss import overlaps_from_weights
 
-__all__ = ["read_json", "read_config", "read_point", "point_from_dict", "parse_json_text", "Point", "bounded_int", "bounded_float",
+__all__ = ["read_json", "read_config", "read_point", "point_from_dict", "parse_json_text", "Point", "bounded_int",
+           "bounded_float",
            "MAX_INPUT_BYTES"]
 
 #: Largest JSON input file read (a config, point or spec is a few kilobytes; weights of K = 64 units

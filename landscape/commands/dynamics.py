@@ -52,8 +52,10 @@ def register(subparsers):
         description="Integrate the summary-statistics ODE of a run config; print t, loss, Q, R, status.",
     )
     flow.add_argument("--config", required=True, metavar="C.json", help="run config (see README)")
-    flow.add_argument("--tol", type=bounded_float(0.0, 1.0), default=1e-8, help="convergence threshold on the speed (default 1e-8)")
-    flow.add_argument("--points", type=bounded_int(2, MAX_OUTPUT_POINTS), default=400, help="number of output times (default 400)")
+    flow.add_argument("--tol", type=bounded_float(0.0, 1.0), default=1e-8,
+                      help="convergence threshold on the speed (default 1e-8)")
+    flow.add_argument("--points", type=bounded_int(2, MAX_OUTPUT_POINTS), default=400,
+                      help="number of output times (default 400)")
     flow.set_defaults(handler=_flow)
 
     simulate = subparsers.add_parser(

@@ -78,7 +78,8 @@ def register(subparsers):
         "index, zero modes and smallest eigenvalue of the d-dimensional loss at a point.",
     )
     hessian.add_argument("--point", required=True, metavar="P.json", help="overlaps {Q, R, T} or weights {W, W_teacher}")
-    hessian.add_argument("--d", type=bounded_int(1, 10**15), required=True, help="input dimension (at least the rank of the point)")
+    hessian.add_argument("--d", type=bounded_int(1, 10**15), required=True,
+                         help="input dimension (at least the rank of the point)")
     hessian.set_defaults(handler=_hessian)
 
     embed = subparsers.add_parser(
@@ -90,7 +91,8 @@ def register(subparsers):
         "the slope of the loss when a unit is added along each teacher's ray.",
     )
     embed.add_argument("--point", required=True, metavar="P.json", help="a critical point: {Q, R, T} or {W, W_teacher}")
-    embed.add_argument("--d", type=bounded_int(1, 10**15), default=None, help="input dimension of the spectra (default: rank + 1)")
+    embed.add_argument("--d", type=bounded_int(1, 10**15), default=None,
+                       help="input dimension of the spectra (default: rank + 1)")
     embed.add_argument("--alpha", type=_fraction, default=0.5, help="share kept by the split unit, in (0, 1) (default 0.5)")
     embed.add_argument("--push", type=_fraction, default=1e-2,
                        help="push along the most negative direction, relative to the largest unit (default 0.01)")

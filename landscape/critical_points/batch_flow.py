@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hessian import weight_hessian
 from ..kernels.gaussian import TINY
-from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
 from ..kernels.overlaps import validate_teacher, validate_weights
+from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
+from .hessian import weight_hessian
 
 __all__ = [
     "EndReason",

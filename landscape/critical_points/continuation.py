@@ -36,6 +36,7 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..dynamics.ode import ode_velocity
 from ..kernels.overlaps import validate_overlaps
@@ -176,7 +177,8 @@ class _Problem:
 
     def __init__(self, T, eta2, noise):
         self.T, self.eta2, self.noise = T, eta2, noise
-        self.K = None
+        self.K: int | None = None
+        self.M: int | None = None
 
     def residual(self, x, lr):
         Q, R = overlaps_from_state(x, self.K, self.M)
@@ -298,7 +300,8 @@ def _locate(problem, start, quantity, length):
     return ya if abs(fa) <= abs(fb) else yb
 
 
-def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps):
+def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float | None, float]:
     Q, R, T = validate_overlaps(Q, R, T)
     lr, noise = _check_lr(lr), _check_noise(noise)
     if not eta2:
@@ -326,7 +329,9 @@ def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps):
     return Q, R, T, lr, float(lr_max), float(lr_min), noise
 
 
-def continue_fixed_point(Q, R, T, lr, lr_max, eta2=True, noise=0.0, lr_min=None, ds=0.05, max_steps=400):
+def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr_max: float, eta2: bool = True,
+                         noise: float = 0.0, lr_min: float | None = None, ds: float = 0.05,
+                         max_steps: int = 400) -> Branch:
     """Continue a fixed point of the full ODE in the learning rate, through folds, with its stability.
 
     Parameters

@@ -32,6 +32,7 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..kernels.overlaps import embed_overlaps, validate_overlaps
 from ..model.loss import gradient_from_weights, loss_from_weights, rejection_norms
@@ -258,7 +259,7 @@ def split_unit(W: np.ndarray, j: int, alpha: float) -> np.ndarray:
     return split
 
 
-def _certified_weights(Q, R, T, W, W_teacher):
+def _certified_weights(Q, R, T, W, W_teacher) -> tuple[np.ndarray, np.ndarray]:
     """Weights of the input point with one extra coordinate, Newton-polished (it must be critical)."""
     if W is None or W_teacher is None:
         embedding = embed_overlaps(Q, R, T)
@@ -348,7 +349,8 @@ def _aligned_units(W, W_teacher):
     return tuple(units)
 
 
-def add_student(Q, R, T, *, W=None, W_teacher=None, alpha: float = 0.5, d: int | None = None, push: float = 1e-2,
+def add_student(Q: ArrayLike, R: ArrayLike, T: ArrayLike, *, W: ArrayLike | None = None,
+                W_teacher: ArrayLike | None = None, alpha: float = 0.5, d: int | None = None, push: float = 1e-2,
                 trajectories: bool = False) -> StudentEmbedding:
     """Split each orbit's first student of a critical point, and follow the escapes from split saddles.
 

@@ -165,6 +165,7 @@ def walk_flat_direction(Q, R, T, *, W=None, W_teacher=None, units=None, samples:
     message = (f"loss {loss[0]:.10g} constant to {spread:.1e} over {samples} samples between the ends "
                f"(unit {first} or {second} of norm zero); Hessian zero modes {int(n_zero[1:-1].min())} to "
                f"{int(n_zero[1:-1].max())}, tangent residual {np.nanmax(residual):.1e}")
-    return FlatPath(units=units, shares=shares, W=path, W_teacher=W_teacher, loss=loss, gradient_norm=gradient, loss_spread=spread,
+    return FlatPath(units=units, shares=shares, W=path, W_teacher=W_teacher, loss=loss, gradient_norm=gradient,
+                    loss_spread=spread,
                     n_zero=n_zero, tangent_residual=residual, min_eigenvalue=lowest, d=int(d), success=bool(flat),
                     status=FlatStatus.FLAT if flat else FlatStatus.NOT_FLAT, message=message)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.gaussian import TINY
+from ..model.loss import PairResiduals, loss_from_overlaps, rejection_norms
 from .batch_flow import (
     DEAD_NORM,
     SAFE_HANDOVER,
@@ -38,13 +40,11 @@ from .batch_flow import (
     check_projector,
     flow_batch,
     restricted_hessian,
-    unchecked_batch_gradient,
     row_norms,
     subspace_basis,
+    unchecked_batch_gradient,
 )
-from ..kernels.gaussian import TINY
 from .hessian import weight_hessian
-from ..model.loss import PairResiduals, loss_from_overlaps, rejection_norms
 from .parallel import CHUNK_SIZE, chunked, run_chunks
 
 __all__ = [

@@ -42,6 +42,7 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..dynamics.ode_solvers import ode_velocity
 from ..kernels.fourpoint import unchecked_finite_lr_expectation
@@ -264,7 +265,8 @@ def _stability(values, n_zero_modes, status):
                      f"{verdict}: largest real part {top:.3e} ({status.value})")
 
 
-def fixed_point_stability(Q, R, T, lr, eta2=True, noise=0.0, W=None, W_teacher=None):
+def fixed_point_stability(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, eta2: bool = True, noise: float = 0.0,
+                          W: ArrayLike | None = None, W_teacher: ArrayLike | None = None) -> Stability:
     """Linear stability of a fixed point of the ODE of one-pass SGD.
 
     Parameters

@@ -10,7 +10,8 @@ The phase-portrait reduction (:func:`phase_path`) also lives here: numbers in, n
 Modules: :mod:`.settings` (the settings table, query-string checks), :mod:`.matrices` (matrices
 and block sizes as text), :mod:`.configs` (settings <-> configs, share links), :mod:`.presets`,
 :mod:`.caps` (hosted-demo caps), :mod:`.phase` (phase portraits), :mod:`.run_summary` (captions
-with numbers from the run) and :mod:`.catalogues` (catalogue keys, reachability series, sunburst sizes). Every name is importable from here.
+with numbers from the run) and :mod:`.catalogues` (catalogue keys, reachability series, sunburst sizes). Every name is
+importable from here.
 """
 
 from .caps import DemoCaps

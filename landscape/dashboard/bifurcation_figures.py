@@ -79,7 +79,8 @@ def bifurcation_figure(branches, events, selected=None, names=None):
                 x=[e["lr"] for e in chosen], y=[e["loss"] for e in chosen], mode="markers",
                 marker=dict(symbol=_EVENT_SYMBOLS[kind], size=_EVENT_STYLE[kind][0], color=_EVENT_STYLE[kind][1]),
                 name=_EVENT_NAMES[kind], customdata=[[e["branch"]] for e in chosen],
-                hovertemplate=f"{_EVENT_NAMES[kind]} at lr = %{{x:.7f}}<br>L = %{{y:.4e}}<extra>branch %{{customdata[0]}}</extra>",
+                hovertemplate=(f"{_EVENT_NAMES[kind]} at lr = %{{x:.7f}}<br>L = %{{y:.4e}}"
+                               "<extra>branch %{customdata[0]}</extra>"),
             ))
     if selected is not None and selected[0] < len(branches):
         branch = branches[selected[0]]

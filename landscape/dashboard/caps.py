@@ -79,7 +79,7 @@ class DemoCaps:
                 raise ValueError(f"cap {item.name} must be a positive number, got {value!r}")
 
     @classmethod
-    def from_env(cls, environ=None) -> "DemoCaps":
+    def from_env(cls, environ=None) -> DemoCaps:
         """Caps from environment variables: none unless ``LANDSCAPE_DEMO=1`` (then unset ones keep their defaults).
 
         Parameters

@@ -43,7 +43,7 @@ def leaf_counts(ids, parents):
         raise ValueError(f"parents {unknown} are not nodes of the tree")
     has_children = set(parents)
     counts = dict.fromkeys(ids, 0)
-    for node, parent in zip(ids, parents):
+    for node in ids:
         if node in has_children:
             continue
         while node:

@@ -178,7 +178,8 @@ def overlaps_figure(trajectory, overlay=None):
     for run, dash, legend in ((trajectory, "solid", True), (overlay, "dot", False)):
         if run is None:
             continue
-        for row, trace in _entry_traces(run, run.R, "R", 1, False, dash, legend) + _entry_traces(run, run.Q, "Q", 2, True, dash, False):
+        for row, trace in _entry_traces(run, run.R, "R", 1, False, dash, legend) + _entry_traces(run, run.Q, "Q", 2, True,
+                                                                                                 dash, False):
             figure.add_trace(trace, row=row, col=1)
     M = np.asarray(trajectory.R).shape[2]
     for m in range(min(M, len(_TEACHER_DASHES))):  # legend of the patterns: which line is which teacher
@@ -306,7 +307,8 @@ def _add_time_slider(figure, Q, R, times, n_frames, show_text, plot_height):
         for name, i in zip(names, indices)
     ]
     steps = [
-        dict(method="animate", label=name, args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+        dict(method="animate", label=name, args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                                              transition=dict(duration=0))])
         for name in names
     ]
     below = -80.0 / plot_height  # clear of the x-axis titles, in paper units
@@ -315,7 +317,8 @@ def _add_time_slider(figure, Q, R, times, n_frames, show_text, plot_height):
                       currentvalue=dict(prefix="time t (steps / d) = "), pad=dict(t=10))],
         updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=below, xanchor="left", yanchor="top", pad=dict(t=45),
                           buttons=[dict(label="▶", method="animate",
-                                        args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=False, transition=dict(duration=0))])])],
+                                        args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=False,
+                                                         transition=dict(duration=0))])])],
     )
 
 
@@ -390,7 +393,8 @@ def phase_portrait_figure(paths, labels, markers=()):
             figure.add_trace(go.Scatter(
                 x=[m.x for m in chosen], y=[m.y for m in chosen], mode="markers", name=f"fixed point: {kind}",
                 text=[m.label for m in chosen], hovertemplate="%{text}<br>matched %{x:.4f}, other %{y:.4f}<extra></extra>",
-                marker=dict(symbol=_SYMBOLS.get(kind, "circle"), size=15 if kind != "end" else 10, color="#111827" if kind == "end" else "#ef4444",
+                marker=dict(symbol=_SYMBOLS.get(kind, "circle"), size=15 if kind != "end" else 10,
+                            color="#111827" if kind == "end" else "#ef4444",
                             line=dict(width=1.5, color="#f9fafb")),
             ))
     figure.update_xaxes(title_text="matched overlap: mean of R_k,π(k)")
@@ -441,7 +445,8 @@ def catalogue_figure(frame, selected=None):
     if selected is not None and 0 <= selected < len(frame):
         row = frame.iloc[selected]
         figure.add_trace(go.Scatter(x=[row["index"] + 1], y=[row["loss"]], mode="markers", name=f"selected (row {selected})",
-                                    marker=dict(symbol="circle-open", size=30, color="#ef4444", line=dict(width=3)), hoverinfo="skip"))
+                                    marker=dict(symbol="circle-open", size=30, color="#ef4444", line=dict(width=3)),
+                                    hoverinfo="skip"))
     top = float(frame["loss"].max()) if len(frame) else 1.0
     # Written-out ticks: Plotly's default labelled the 2s and 5s of each decade by one digit.
     figure.update_xaxes(title_text="Hessian index + 1 (log scale)", type="log",
@@ -486,7 +491,8 @@ def spectrum_figure(spectra, labels, n_smallest=3):
             ys += [label] * chosen.size
             sizes += list(7 + 4 * np.log10(spectrum.multiplicities[chosen]))
             hover += [f"multiplicity {m}" for m in spectrum.multiplicities[chosen]]
-        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, text=hover, marker=dict(size=sizes, color=colour, opacity=0.8),
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, text=hover, marker=dict(size=sizes, color=colour,
+                                                                                                   opacity=0.8),
                                     hovertemplate="λ = %{x:.6g}<br>%{text}<extra>%{y}</extra>"))
     for spectrum, label in zip(spectra, labels):
         smallest = spectrum.eigenvalues[:n_smallest]
@@ -497,7 +503,8 @@ def spectrum_figure(spectra, labels, n_smallest=3):
     figure.add_vline(x=0, line=dict(color="#9ca3af", dash="dash", width=1))
     figure.update_xaxes(title_text="Hessian eigenvalue λ (of L in the normalised weights u = w / √d)", zeroline=False)
     figure.update_yaxes(title_text="critical point", type="category", autorange="reversed")
-    figure.update_layout(margin=_MARGIN, height=170 + 90 * len(spectra), legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    figure.update_layout(margin=_MARGIN, height=170 + 90 * len(spectra), legend=dict(orientation="h", yanchor="bottom", y=1.02,
+                                                                                     x=0))
     return figure
 
 

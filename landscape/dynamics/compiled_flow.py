@@ -25,9 +25,9 @@ import numpy as np
 from numba import njit
 
 from ..kernels.fourpoint import unit_quadruples
-from .fourpoint_flow import carried_four_point
 from ..kernels.gaussian import TINY
 from ..kernels.orthant import PAIRS
+from .fourpoint_flow import carried_four_point
 from .span import teacher_rows
 
 __all__ = []  # internal to the ODE
@@ -117,7 +117,8 @@ def _carried_tables(n_students, n_teachers):
     form_of[~distinct] = repeated_form.reshape(-1)
     tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map,
               carrier.carried)
-    return _read_only(tuple(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
+    return _read_only(tuple(np.ascontiguousarray(table,
+                                                 dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
 
 
 # ------------------------------------------------------------------------------ two-point part

@@ -18,14 +18,21 @@ background process compiles (:mod:`landscape.dynamics.warmup`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from ..model.config import RunConfig
+
 import numpy as np
 
+from ..kernels.overlaps import validate_overlaps
 from ..model.config import require_run_config
-from .fourpoint_flow import carried_four_point_applies
 from ..model.initialisation import initial_overlaps
 from ..model.loss import loss_from_overlaps
+from .fourpoint_flow import carried_four_point_applies
 from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
-from ..kernels.overlaps import validate_overlaps
 from .span import SINGULAR_ORTHOGONAL_PART, loss_from_rows, overlaps_from_rows, student_rows, teacher_rows
 from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
 from .warmup import compiled_solver_ready, start_background_compilation
@@ -57,8 +64,9 @@ def _time_grid(t_end, n_points):
     return times
 
 
-def integrate_ode(Q0, R0, T, lr, t_max, eta2=True, noise=0.0, tol=1e-8, n_points=400, rtol=None, atol=None,
-                  four_point="auto", solver="auto"):
+def integrate_ode(Q0: ArrayLike, R0: ArrayLike, T: ArrayLike, lr: float, t_max: float, eta2: bool = True,
+                  noise: float = 0.0, tol: float = 1e-8, n_points: int = 400, rtol: float | None = None,
+                  atol: float | None = None, four_point: str = "auto", solver: str = "auto") -> Trajectory:
     """Integrate the summary-statistics ODE until a fixed point, divergence or ``t_max``.
 
     Parameters
@@ -307,7 +315,7 @@ def _trajectory(pieces, K, T, n_points, Q0):
     )
 
 
-def run_flow(config, tol=1e-8, n_points=400, solver="auto"):
+def run_flow(config: RunConfig, tol: float = 1e-8, n_points: int = 400, solver: str = "auto") -> Trajectory:
     """Integrate the ODE of a :class:`RunConfig` from its initial condition.
 
     Parameters

@@ -9,7 +9,8 @@
   within ~1e-8 of alignment, a flow converging onto a teacher).
 
 Both integrate the student rows in the span of the units (:mod:`landscape.dynamics.span`), so
-the overlaps are a Gram matrix at every step. Both use the same method, tolerances and events (converged when ``|d(Q, R)/dt| / lr`` falls to
+the overlaps are a Gram matrix at every step. Both use the same method, tolerances and events (converged when ``|d(Q, R)/dt| /
+lr`` falls to
 ``tol``, diverged when an overlap passes half of ``bound``), so a run can start with one and
 finish with the other.
 
@@ -18,15 +19,15 @@ Eqs. (3.2)-(3.4) and (3.7) of docs/theory.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from ..kernels.fourpoint import unchecked_finite_lr_expectation
-from .fourpoint_flow import ALIGNMENT_MARGIN, carried_four_point
 from ..model.loss import PairResiduals, gradient_coefficients, gradient_flow_velocity
+from .fourpoint_flow import ALIGNMENT_MARGIN, carried_four_point
 from .span import overlap_speed, overlaps_from_rows, teacher_rows
 
 __all__ = ["ode_velocity"]

@@ -116,7 +116,7 @@ def find_plateaus(t, loss, band: float = 0.1, min_decades: float = 0.3) -> tuple
     started = np.flatnonzero(usable & (t > 0) & (loss < 0.5 * loss[0]))
     if not started.size:
         return ()
-    merged = []
+    merged: list = []
     for i, j in _stretches(t, loss, usable, band, min_decades, int(started[0])):
         if merged and merged[-1][1] + 1 == i and loss[i] * (1.0 + band) >= np.min(loss[merged[-1][0] : i]):
             merged[-1][1] = j  # the loss drifted out of the band, not dropped: the same stall

@@ -7,6 +7,14 @@ eq. (3.1) of docs/theory.md). Time is ``steps / d``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from ..model.config import RunConfig
+
 import numpy as np
 
 from ..kernels.overlaps import embed_overlaps
@@ -15,7 +23,8 @@ from ..model.initialisation import initial_overlaps, initial_weights
 from ..model.loss import loss_from_overlaps
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
-__all__ = ["simulate_sgd", "simulate_sgd_from_overlaps", "simulate_sgd_from_initial_overlaps", "sgd_cost", "SimulationStopped", "MAX_SGD_STEPS",
+__all__ = ["simulate_sgd", "simulate_sgd_from_overlaps", "simulate_sgd_from_initial_overlaps", "sgd_cost", "SimulationStopped",
+           "MAX_SGD_STEPS",
            "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
 
 
@@ -77,7 +86,9 @@ def _record_steps(total_steps, d, n_points):
     return np.unique(np.concatenate([[0], steps, [total_steps]]))
 
 
-def simulate_sgd(config, d, seed, n_points=200, weights=None, should_stop=None):
+def simulate_sgd(config: RunConfig, d: int, seed: int | np.random.Generator, n_points: int = 200,
+                 weights: tuple[ArrayLike, ArrayLike] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Trajectory:
     """Run one-pass SGD for ``config.t_max * d`` steps and record the overlaps.
 
     Parameters

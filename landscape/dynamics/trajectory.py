@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 import enum
 from dataclasses import dataclass
 
@@ -19,7 +24,7 @@ class FlowStatus(enum.Enum):
     FAILED = "failed: the integrator could not continue"
 
     @property
-    def code(self):
+    def code(self) -> str:
         """Short machine-readable name: ``converged``, ``diverged``, ``t_max`` or ``failed``."""
         return self.name.lower()
 
@@ -52,7 +57,7 @@ class SolverStats:
     handover_time: float | None
     variables: str = "span"
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
         return {"accepted_steps": self.accepted_steps, "rejected_steps": self.rejected_steps,
                 "rhs_evaluations": self.rhs_evaluations, "handover_time": self.handover_time,
@@ -92,11 +97,11 @@ class Trajectory:
     stats: SolverStats | None = None
 
     @property
-    def success(self):
+    def success(self) -> bool:
         """True when the run ended at a fixed point."""
         return self.status is FlowStatus.CONVERGED
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the output format of ``landscape flow``)."""
         return {
             "t": self.t.tolist(),
@@ -110,7 +115,7 @@ class Trajectory:
             "solver": None if self.stats is None else self.stats.to_dict(),
         }
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """Long table: one row per time with the loss and every entry of ``Q`` and ``R``.
 
         Returns

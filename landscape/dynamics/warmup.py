@@ -28,7 +28,7 @@ from pathlib import Path
 try:  # POSIX: one compiling process per machine and package copy
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock, a second compile is only wasted work
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["compiled_solver_ready", "start_background_compilation", "background_compilation_running"]
 

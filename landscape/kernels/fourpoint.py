@@ -270,7 +270,7 @@ def _relu_four_point(cov, labels=None):
     for case in REDUCED_FORMS:
         mask = live & (count == case[0]) & (squared == case[1])
         c, o = corr[mask], order[mask]
-        out[mask] = _reduced_value(case, lambda a, b: gather(c, o, a, b))
+        out[mask] = _reduced_value(case, lambda a, b, c=c, o=o: gather(c, o, a, b))
     return np.maximum(out, 0.0) * sd[:, 2] * sd[:, 3]
 
 

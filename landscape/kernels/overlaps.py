@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["MAX_UNITS", "RANK_TOL", "Embedding", "check_rank_tol", "check_units", "embed_overlaps", "validate_teacher", "validate_overlaps", "validate_weights"]
+__all__ = ["MAX_UNITS", "RANK_TOL", "Embedding", "check_rank_tol", "check_units", "embed_overlaps", "validate_teacher",
+           "validate_overlaps", "validate_weights"]
 
 #: Largest number of student or teacher units the package accepts.
 MAX_UNITS = 64

@@ -209,7 +209,8 @@ class InitSpec:
     ----------
     kind : str
         ``random``: a network drawn in input dimension ``d`` with rows ``w_k ~ N(0, scale^2 I)``
-        (so ``Q_kk ~ scale^2``, ``Q_kl`` (k != l) of size ``scale^2 / sqrt(d)`` and ``R_km`` of size ``scale sqrt(T_mm) / sqrt(d)``);
+        (so ``Q_kk ~ scale^2``, ``Q_kl`` (k != l) of size ``scale^2 / sqrt(d)`` and ``R_km`` of size ``scale sqrt(T_mm) /
+        sqrt(d)``);
         ``overlaps``: given ``Q`` and ``R``.
     """
 

@@ -1,6 +1,7 @@
 """Population loss and its gradient, from overlaps ``(Q, R, T)`` or from explicit weights.
 
-Conventions (section 1 of docs/theory.md; the loss is eq. (2.5), its gradient eqs. (2.6)-(2.7)): normalised weights ``u_k = w_k / sqrt(d)``, pre-activations
+Conventions (section 1 of docs/theory.md; the loss is eq. (2.5), its gradient eqs. (2.6)-(2.7)): normalised weights ``u_k = w_k
+/ sqrt(d)``, pre-activations
 ``lambda_k = u_k . x``, ``nu_m = u*_m . x``, loss ``L = 1/2 E[(f - f*)^2]``.
 
 The weight-space gradient lies in the span of the student and teacher vectors:
@@ -16,11 +17,10 @@ and are the hot path; the public entry points check their input once.
 
 from __future__ import annotations
 
-from numpy.typing import ArrayLike
-
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..kernels.gaussian import TINY, pair_residual, relu_kernel, relu_on_hyperplane_density, step_step_probability
 from ..kernels.overlaps import validate_overlaps, validate_weights
