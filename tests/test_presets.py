@@ -28,6 +28,7 @@ STATED = {
     "spurious minimum K = M = 8": {"8", "6", "0"},
     "over-parameterised K = M + 1": {"9", "8", "6"},
     "correlated teacher": {"4", "0.6"},
+    "learning rate too large": {"2", "0.1", "1.2246"},
 }
 
 
@@ -176,3 +177,25 @@ def test_phase_portrait_caption_the_global_minimum_is_at_1_0():
         R = np.eye(K)[np.random.default_rng(K).permutation(K)]
         point = phase_point(R)
         assert (point.matched[0], point.other[0]) == (1.0, 0.0)
+
+
+def test_learning_rate_too_large():
+    # "K = M = 2, orthonormal teacher, label noise 0.1, eta^2 term on: ... disappears in a fold at
+    # lr = 1.2246; beyond it SGD diverges": the continued branch folds there (4 decimals), and the
+    # flow from the same start settles just below the fold and diverges just above it.
+    from landscape.catalogues.bifurcation import global_minimum_branch
+    from landscape.critical_points.continuation import EventKind
+
+    name = "learning rate too large"
+    config = _config(name)
+    assert config.K == config.M == 2 and np.array_equal(config.teacher_matrix(), np.eye(2))
+    assert config.noise == pytest.approx(0.1) and config.eta2
+    branch = global_minimum_branch(config, 1.5)
+    fold = next(e for e in branch.events if e.kind is EventKind.FOLD)
+    assert round(fold.lr, 4) == 1.2246
+    start = (fold.Q, fold.R)
+    below = integrate_ode(*start, config.teacher_matrix(), fold.lr - 0.02, 2000.0, eta2=True, noise=0.1)
+    above = integrate_ode(*start, config.teacher_matrix(), fold.lr + 0.05, 2000.0, eta2=True, noise=0.1)
+    assert below.status.code in ("converged", "t_max") and np.all(np.isfinite(below.loss))
+    assert below.loss[-1] < 2.0
+    assert above.status.code == "diverged"
