@@ -34,7 +34,7 @@ def _catalogue(K, points, starts):
         candidate = make_candidate(W, teacher, float(np.linalg.norm(gradient_from_weights(W, teacher))), "flow",
                                    gradient_repolish)
         candidate.count = count
-        entries.append(point_record(candidate, teacher, K))
+        entries.append(point_record(candidate, teacher, K, config, "gradient_flow"))
     converged = sum(count for _, count in points)
     return Catalogue(points=tuple(sorted(entries, key=lambda p: p.loss)), starts=starts, seed=0, config=config,
                      regime="gradient_flow", d=K, n_converged=converged, failures={"max_steps": starts - converged},
