@@ -23,7 +23,6 @@ Section 6 of docs/theory.md; the method follows energy-landscape practice (Wales
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,6 +42,7 @@ from ..critical_points.search import newton_polish
 from ..critical_points.transition import climb_to_saddle
 from ..model.initialisation import teacher_weights
 from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps, rejection_norms
+from ..status import StatusEnum
 from .build import mark_global, point_record
 from .records import Catalogue, PointKind
 
@@ -93,17 +93,13 @@ class ConnectOptions:
                 raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
 
 
-class ConnectionStatus(enum.Enum):
+class ConnectionStatus(StatusEnum):
     """Outcome of the two descents from one saddle; the value is a sentence, ``code`` a short name."""
 
     CONNECTED = "both descent paths ended at polished critical points"
     HALF = "one descent path did not end at a critical point"
     FAILED = "neither descent path ended at a critical point"
 
-    @property
-    def code(self):
-        """``connected``, ``half`` or ``failed``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True, eq=False)

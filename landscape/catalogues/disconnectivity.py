@@ -20,11 +20,11 @@ The disconnectivity graph of Becker & Karplus (1997) as drawn by energy-landscap
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..status import StatusEnum
 from .connections import ConnectedCatalogue
 from .records import PointKind
 
@@ -181,17 +181,13 @@ class SaddleMark:
     merges: bool
 
 
-class TreeStatus(enum.Enum):
+class TreeStatus(StatusEnum):
     """Whether all minima are joined; the value is a sentence, ``code`` a short name."""
 
     CONNECTED = "every minimum is joined to every other through the known saddles"
     DISCONNECTED = "some minima are joined to no other through the known saddles (several roots)"
     EMPTY = "the catalogue has no minimum"
 
-    @property
-    def code(self):
-        """``connected``, ``disconnected`` or ``empty``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 from ..critical_points.flat import FlatManifold
 from ..critical_points.stability import Stability
 from ..model.config import RunConfig
+from ..status import StatusEnum
 
 __all__ = ["PointKind", "CatalogueStatus", "CriticalPoint", "Catalogue"]
 
@@ -35,17 +36,13 @@ class PointKind(enum.Enum):
     SADDLE = "saddle"
 
 
-class CatalogueStatus(enum.Enum):
+class CatalogueStatus(StatusEnum):
     """Outcome of a catalogue; the value is a sentence, ``code`` a short name."""
 
     COMPLETE = "every start converged to a critical point"
     PARTIAL = "some starts did not converge (counted by reason in failures)"
     FAILED = "no start converged to a critical point"
 
-    @property
-    def code(self):
-        """``complete``, ``partial`` or ``failed``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True, eq=False)

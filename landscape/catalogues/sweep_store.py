@@ -9,7 +9,6 @@ absent. :func:`landscape.catalogues.sweep.run_sweep` fills a store; :func:`load_
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import os
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.config import RunConfig
+from ..status import StatusEnum
 from .reachability import reachability, reachability_curve
 from .records import Catalogue, PointKind
 from .sweep_claims import store_lock
@@ -46,30 +46,22 @@ _STALE_TEMP_SECONDS = 3600.0
 _STORE_FILES = {".lock", RECORDS_FOLDER, "claims"}
 
 
-class TaskStatus(enum.Enum):
+class TaskStatus(StatusEnum):
     """State of one task in a store; the value is a sentence, ``.code`` the short name."""
 
     DONE = "computed and stored"
     FAILED = "failed; its record says why"
     MISSING = "not computed yet"
 
-    @property
-    def code(self):
-        """``done``, ``failed`` or ``missing``."""
-        return self.name.lower()
 
 
-class SweepStatus(enum.Enum):
+class SweepStatus(StatusEnum):
     """State of a whole sweep; the value is a sentence, ``.code`` the short name."""
 
     COMPLETE = "every task of the sweep is done"
     FAILURES = "every task ran, but some failed: their records say why"
     INCOMPLETE = "some tasks are still missing: run the same command again to resume"
 
-    @property
-    def code(self):
-        """``complete``, ``failures`` or ``incomplete``."""
-        return self.name.lower()
 
 
 def write_atomic(path, data):

@@ -21,7 +21,6 @@ Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from ..kernels.gaussian import TINY
 from ..kernels.overlaps import validate_teacher, validate_weights
 from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
+from ..status import StatusEnum
 from .hessian import weight_hessian
 
 __all__ = [
@@ -51,7 +51,7 @@ SAFE_HANDOVER = 1e-4
 STRICT_CONVEX = 1e-4
 
 
-class EndReason(enum.Enum):
+class EndReason(StatusEnum):
     """How the search from one start ended; the value is a sentence, ``code`` a short name."""
 
     CONVERGED = "converged: Newton-polished to a critical point"
@@ -60,10 +60,6 @@ class EndReason(enum.Enum):
     DIVERGED = "diverged: the weights (or overlaps) grew without bound or became NaN"
     POLISH_FAILED = "Newton polishing did not reach the gradient tolerance"
 
-    @property
-    def code(self):
-        """Short machine-readable name, e.g. ``unit_died``."""
-        return self.name.lower()
 
 
 # ----------------------------------------------------------------------------- batched gradient

@@ -32,7 +32,6 @@ Section 3.1 of docs/theory.md (pseudo-arclength continuation; Keller 1977).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +40,7 @@ from numpy.typing import ArrayLike
 from ..dynamics.ode import ode_velocity
 from ..kernels.overlaps import validate_overlaps
 from ..model.loss import gradient_flow_velocity, loss_from_overlaps
+from ..status import StatusEnum
 from .parallel import chunked, run_chunks
 from .stability import (
     _check_lr,
@@ -74,7 +74,7 @@ _MAX_CORRECTOR = 8
 _NEAR = 0.25
 
 
-class BranchStatus(enum.Enum):
+class BranchStatus(StatusEnum):
     """How a continuation ended; the value is a readable message."""
 
     REACHED_LR_MAX = "reached lr_max"
@@ -84,22 +84,14 @@ class BranchStatus(enum.Enum):
     STEP_TOO_SMALL = "the corrector failed even at the smallest arclength step"
     MAX_STEPS = "the branch used its maximum number of steps"
 
-    @property
-    def code(self):
-        """Short name, e.g. ``reached_lr_max``."""
-        return self.name.lower()
 
 
-class EventKind(enum.Enum):
+class EventKind(StatusEnum):
     """Kinds of events along a branch; the value is a readable message."""
 
     FOLD = "fold: the branch turns back in lr, the fixed point disappears beyond it"
     STABILITY_CHANGE = "stability change: an eigenvalue (or a complex pair) crosses the imaginary axis"
 
-    @property
-    def code(self):
-        """``fold`` or ``stability_change``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ Section 6 of docs/theory.md (eigenvector-following; Cerjan & Miller 1981, Wales 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..model.loss import gradient_from_weights
+from ..status import StatusEnum
 from .batch_flow import DEAD_NORM, check_batch, check_positive, row_norms
 from .hessian import weight_hessian
 from .search import newton_polish
@@ -32,7 +32,7 @@ _ZERO_TOL = 1e-7
 _HANDOVER = 1e-7
 
 
-class ClimbStatus(enum.Enum):
+class ClimbStatus(StatusEnum):
     """How a climb ended; the value is a sentence, ``code`` a short name."""
 
     CONVERGED = "reached an index-1 saddle (Newton-polished)"
@@ -41,10 +41,6 @@ class ClimbStatus(enum.Enum):
     POLISH_FAILED = "Newton polishing of the end did not give an index-1 saddle"
     NO_MODE = "the point has fewer non-zero Hessian modes than the mode asked for"
 
-    @property
-    def code(self):
-        """Short machine-readable name, e.g. ``max_steps``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..status import StatusEnum
+
 __all__ = ["FlowStatus", "SolverStats", "Trajectory"]
 
 
-class FlowStatus(enum.Enum):
+class FlowStatus(StatusEnum):
     """Why a run stopped; the value is a sentence for the user, the name (lower case) the code."""
 
     CONVERGED = "reached a fixed point: the overlaps stopped moving"
@@ -23,10 +24,6 @@ class FlowStatus(enum.Enum):
     T_MAX = "reached the time horizon t_max before converging"
     FAILED = "failed: the integrator could not continue"
 
-    @property
-    def code(self) -> str:
-        """Short machine-readable name: ``converged``, ``diverged``, ``t_max`` or ``failed``."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True)
