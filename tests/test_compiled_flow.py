@@ -143,7 +143,7 @@ def _reference_event(y0, model, n_overlaps, lr, tol, rtol, atol):
     """solve_ivp's time where the overlaps' speed / lr falls to ``tol`` (the convergence event);
     ``n_overlaps`` entries of the state are the student rows."""
     rhs = _rhs(model)
-    V = model[1]
+    V = model.V
 
     def speed(_t, y):
         U, dU = y[:n_overlaps].reshape(-1, V.shape[1]), rhs(0.0, y)[:n_overlaps].reshape(-1, V.shape[1])

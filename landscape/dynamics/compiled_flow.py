@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -42,8 +43,35 @@ _DET_PAIR_FLOOR = 1e-15
 _jit = njit(cache=True, error_model="numpy")
 
 
+class CarriedTables(NamedTuple):
+    """Index tables of the ``eta^2`` sum (see :func:`_carried_tables`); empty arrays without it."""
+
+    quadruples: np.ndarray
+    state_index: np.ndarray
+    weight: np.ndarray
+    forms: np.ndarray
+    form_of: np.ndarray
+    sets: np.ndarray
+    set_of: np.ndarray
+    pair_map: np.ndarray
+    carried: np.ndarray
+
+
+class FlowModel(NamedTuple):
+    """The constants of one ODE run that :func:`velocity` reads (a named tuple: numba compiles it)."""
+
+    T: np.ndarray
+    V: np.ndarray
+    lr: float
+    noise: float
+    K: int
+    carried: bool
+    bound: float
+    tables: CarriedTables
+
+
 def flow_model(T, lr, noise, n_students, bound, carried=False):
-    """The constants of one ODE run, as the tuple :func:`velocity` reads.
+    """The constants of one ODE run, as the :class:`FlowModel` :func:`velocity` reads.
 
     Parameters
     ----------
@@ -59,15 +87,14 @@ def flow_model(T, lr, noise, n_students, bound, carried=False):
 
     Returns
     -------
-    tuple
-        ``(T, V, lr, noise, K, carried, bound, tables)`` with the teacher rows ``V`` (M, p) of
-        :func:`landscape.dynamics.span.teacher_rows` and the index tables of
-        :func:`_carried_tables` (empty without ``carried``).
+    FlowModel
+        With the teacher rows ``V`` (M, p) of :func:`landscape.dynamics.span.teacher_rows` and the
+        index tables of :func:`_carried_tables` (empty without ``carried``).
     """
     T = np.ascontiguousarray(T, dtype=float)
     V = teacher_rows(T, int(n_students))
     tables = _carried_tables(n_students, T.shape[0]) if carried else _NO_TABLES
-    return T, V, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables
+    return FlowModel(T, V, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables)
 
 
 def _read_only(tables):
@@ -78,7 +105,7 @@ def _read_only(tables):
     return tables
 
 
-_NO_TABLES = _read_only((
+_NO_TABLES = _read_only(CarriedTables(
     np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 5), np.int64),
     np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.int64),
     np.zeros((0, 4), np.int64),
@@ -117,8 +144,8 @@ def _carried_tables(n_students, n_teachers):
     form_of[~distinct] = repeated_form.reshape(-1)
     tables = (quadruples, state_index, weight, forms, form_of, carrier.sets, carrier.set_of, carrier.pair_map,
               carrier.carried)
-    return _read_only(tuple(np.ascontiguousarray(table,
-                                                 dtype=table.dtype if table.dtype == float else np.int64) for table in tables))
+    return _read_only(CarriedTables(*(np.ascontiguousarray(table, dtype=table.dtype if table.dtype == float else np.int64)
+                                      for table in tables)))
 
 
 # ------------------------------------------------------------------------------ two-point part
@@ -253,7 +280,7 @@ def _gram_rate(W, f, K):
 def overlap_events(y, f, model):
     """``(|d(Q, R)/dt|, largest |Q_kl|, |R_km|)`` at the state ``y`` with velocity ``f``: what the
     convergence and divergence events watch (the overlaps, not the coordinates)."""
-    V, K = model[1], model[4]
+    V, K = model.V, model.K
     M, p = V.shape
     W = _span_rows(y, V, K)
     omega = _gram(W)
@@ -487,7 +514,8 @@ def _any_exactly_aligned(corr):
 @_jit
 def _finite_lr_term(sd, corr, state, K, noise, tables):
     """The ``eta^2`` expectation (K, K) from the carried state and the closed forms."""
-    quadruples, state_index, weight, forms, form_of = tables[:5]
+    quadruples, state_index, weight = tables.quadruples, tables.state_index, tables.weight
+    forms, form_of = tables.forms, tables.form_of
     n_pairs = weight.size
     half = state.size // 2
     arcsin, root = _angle_tables(corr)
@@ -576,7 +604,7 @@ def velocity(y, model, out, span_only):
 @_jit
 def _carried_rates(sd, corr, rate, state, tables, out):
     """Time derivatives of the carried ``(P4, F)`` from those of the overlaps ``rate`` (n, n)."""
-    sets, set_of, pair_map, carried = tables[5:]
+    sets, set_of, pair_map, carried = tables.sets, tables.set_of, tables.pair_map, tables.carried
     n = sd.size
     # d rho_ij = d omega_ij / (sd_i sd_j) - rho_ij (d omega_ii / 2 omega_ii + d omega_jj / 2 omega_jj)
     inverse_sd, relative = np.empty(n), np.empty(n)
@@ -604,7 +632,7 @@ def carried_margin(y, model):
     rounding no longer resolves when ``rho`` is within ~1e-8 of +-1 (a flow converging onto a
     teacher): the step size then collapses.
     """
-    V, K = model[1], model[4]
+    V, K = model.V, model.K
     omega = _gram(_span_rows(y, V, K))
     n = omega.shape[0]
     largest = 0.0

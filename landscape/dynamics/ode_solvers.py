@@ -125,7 +125,7 @@ def solve_compiled(y0, t0, K, T, lr, t_max, noise, tol, rtol, atol, bound, carri
     from .compiled_flow import flow_model, overlap_events, velocity
 
     model = flow_model(T, lr, noise, K, bound, carried)
-    n = K * model[1].shape[1]
+    n = K * model.V.shape[1]
     y0 = np.ascontiguousarray(y0, dtype=float)
     f0 = np.empty_like(y0)
     velocity(y0, model, f0, True)
