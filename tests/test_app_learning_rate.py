@@ -101,3 +101,14 @@ def test_critical_points_and_hessian_pages_show_ode_stability_beside_the_index(w
     summary = at.dataframe[0].value
     assert list(summary["ODE attractive"]) == [p.kind.value == "minimum" for p in with_shipped.points[:2]]
     assert all(np.isfinite(summary["max Re λ (ODE)"]))
+
+
+def test_a_hosted_demo_refuses_wide_continuations_in_one_line(monkeypatch):
+    # Issue 18: in demo mode a continuation wider than LANDSCAPE_MAX_BRANCH_K (default 4) is refused
+    # before any work starts (K = M = 8 took 752 s); locally the same link would run.
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
+    at = _page({"K": "6", "M": "6", "noise": "0.1", "eta2": "true"})
+    assert not at.exception
+    (error,) = _texts(at.error)
+    assert "continuations in lr" in error and "LANDSCAPE_MAX_BRANCH_K" in error
+    assert not _figures(at)

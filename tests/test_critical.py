@@ -386,3 +386,34 @@ def test_a_start_whose_unit_dies_ends_where_the_surviving_units_flow_ends(rng):
         rays = {tuple(np.round(w / np.linalg.norm(w), 8)) for w in W}
         assert len(rays) == 4
         np.testing.assert_allclose(W.sum(axis=0), reference.sum(axis=0), atol=1e-9)
+
+
+def test_a_progress_callback_that_raises_stops_the_remaining_chunks():
+    # Issue 18: the dashboard stops a catalogue whose visitor left by raising from its progress
+    # callback; in a multi-threaded host (Streamlit) the chunks not yet started must be cancelled,
+    # not computed for nobody (the thread pool used to wait for all of them).
+    import threading
+
+    from landscape.critical_points.parallel import run_chunks
+
+    calls = []
+
+    def work(values):
+        calls.append(len(values))
+        threading.Event().wait(0.05)
+        return values.sum()
+
+    def progress(done, total):
+        raise KeyboardInterrupt
+
+    chunks = [(np.arange(3.0),) for _ in range(40)]
+    idle = threading.Event()
+    helper = threading.Thread(target=idle.wait)  # a second thread: the thread-pool path, as in Streamlit
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_chunks(work, chunks, (), 2, progress)
+    finally:
+        idle.set()
+        helper.join()
+    assert len(calls) < 10

@@ -327,3 +327,17 @@ def test_the_shipped_catalogue_is_the_default_view_and_reproducible():
     summary = [(p.kind, p.index, p.count, p.family) for p in again.points]
     assert summary == [(p.kind, p.index, p.count, p.family) for p in shipped.points]
     assert np.allclose([p.loss for p in again.points], [p.loss for p in shipped.points], rtol=1e-6, atol=1e-12)
+
+
+def test_continuations_in_lr_are_capped_by_width_in_demo_mode_only():
+    # Issue 18: a continuation costs hundreds of Jacobians by differences (752 s for K = M = 8),
+    # so a hosted demo bounds its width; locally nothing is capped.
+    from landscape.model.config import RunConfig
+
+    demo = DemoCaps.from_env({"LANDSCAPE_DEMO": "1"})
+    assert demo.branch_violations(RunConfig(K=4, M=4)) == ()
+    (sentence,) = demo.branch_violations(RunConfig(K=6, M=5))
+    assert "K = 6" in sentence and "LANDSCAPE_MAX_BRANCH_K" in sentence and "continuations in lr" in sentence
+    assert DemoCaps.from_env({"LANDSCAPE_DEMO": "1", "LANDSCAPE_MAX_BRANCH_K": "8"}).branch_violations(
+        RunConfig(K=6, M=5)) == ()
+    assert DemoCaps.from_env({}).branch_violations(RunConfig(K=20, M=20)) == ()

@@ -167,6 +167,10 @@ def flow(config_json):
     return run_flow(RunConfig.from_json(config_json))
 
 
+class _VisitorLeft(Exception):
+    """Raised from a progress callback to stop work whose visitor has closed the page."""
+
+
 def _visitor_left():
     """A callback: True once this page's visitor has closed the tab or the connection is gone."""
     from streamlit.runtime import Runtime
@@ -318,11 +322,18 @@ def catalogue(current, regime, starts, seed, key):
         return None
     bar = st.progress(0.0, text=f"0 of {starts} starts")
 
+    left = _visitor_left()
+
     def progress(done, total):
+        if left():  # nobody waits for it: stop (landscape.critical_points.parallel cancels the rest)
+            raise _VisitorLeft
         bar.progress(done / total, text=f"{done} of {total} starts")
 
-    with st.spinner("Polishing critical points and computing their Hessian spectra..."):
-        built = call(build_catalogue, config, int(starts), int(seed), regime, progress=progress)
+    try:
+        with st.spinner("Polishing critical points and computing their Hessian spectra..."):
+            built = call(build_catalogue, config, int(starts), int(seed), regime, progress=progress)
+    except _VisitorLeft:
+        return None
     bar.empty()
     if built is not None:
         _catalogue_store().put(store_key, built)

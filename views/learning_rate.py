@@ -101,6 +101,10 @@ def main():
     if lr_max <= config.lr:
         st.error(f"Continue up to lr = {lr_max:g} must be above the sidebar's learning rate {config.lr:g}.")
         return
+    over = current.caps.branch_violations(config)
+    if over:
+        st.error(" ".join(over))
+        return
     with st.spinner("Continuing the fixed point in lr..."):
         branch = common.call(common.global_minimum_branch, config.to_json(), lr_max)
     if branch is None:

@@ -138,8 +138,15 @@ def run_chunks(function, chunks, arguments, workers, progress):
         elif threading.active_count() > 1 or not hasattr(os, "fork"):
             with ThreadPoolExecutor(workers) as pool:
                 futures = [pool.submit(function, *chunk, *arguments) for chunk in chunks]
-                for number, future in enumerate(futures):
-                    report(number, future.result())
+                try:
+                    for number, future in enumerate(futures):
+                        report(number, future.result())
+                except BaseException:
+                    # A progress callback that raises (the dashboard's visitor left) stops the run:
+                    # chunks not yet started are cancelled, not computed for nobody.
+                    for future in futures:
+                        future.cancel()
+                    raise
         else:
             _share_with_children(function, chunks, arguments, workers, report)
     return results

@@ -42,6 +42,10 @@ class DemoCaps:
         (``LANDSCAPE_MAX_SGD_OPERATIONS``; 2e9 is about 20 s on one core).
     max_sgd_bytes : float
         Memory of one SGD simulation: weights and a block of inputs (``LANDSCAPE_MAX_SGD_BYTES``).
+    max_branch_K : int
+        Width of a fixed point continued in lr on the Learning rate page (``LANDSCAPE_MAX_BRANCH_K``):
+        a continuation step costs a Jacobian by differences with the four-point quadrature, about
+        0.3 CPU s at K = 8, and a branch takes hundreds of steps.
     enabled : bool
         False outside demo mode: nothing is capped.
     """
@@ -53,6 +57,7 @@ class DemoCaps:
     max_sgd_steps: int = 500_000
     max_sgd_operations: float = 2e9
     max_sgd_bytes: float = 256 * 2**20
+    max_branch_K: int = 4
     enabled: bool = True
 
     _ENV = {
@@ -63,6 +68,7 @@ class DemoCaps:
         "max_sgd_steps": "LANDSCAPE_MAX_SGD_STEPS",
         "max_sgd_operations": "LANDSCAPE_MAX_SGD_OPERATIONS",
         "max_sgd_bytes": "LANDSCAPE_MAX_SGD_BYTES",
+        "max_branch_K": "LANDSCAPE_MAX_BRANCH_K",
     }
     #: Link parameters bounded by a cap, and the cap that bounds each.
     _LINK_CAPS = {"K": "max_K", "M": "max_K", "tmax": "max_t_max", "d": "max_d", "starts": "max_starts",
@@ -142,13 +148,31 @@ class DemoCaps:
             return ""
         return (f"Demo caps: K, M ≤ {self.max_K}; t_max ≤ {self.max_t_max:g}; d ≤ {self.max_d:g}; "
                 f"starts ≤ {self.max_starts}; SGD ≤ {self.max_sgd_steps:g} steps, "
-                f"{self.max_sgd_operations:.3g} operations, {self.max_sgd_bytes / 2**20:.0f} MB.")
+                f"{self.max_sgd_operations:.3g} operations, {self.max_sgd_bytes / 2**20:.0f} MB; "
+                f"continuations in lr K, M ≤ {self.max_branch_K}.")
 
     def _over(self, what, value, cap, field_name):
         return (
             f"{what} = {value:g} is over the hosted-demo cap of {cap:g} "
             f"(raise it with the environment variable {self._ENV[field_name]})."
         )
+
+    def branch_violations(self, config) -> tuple[str, ...]:
+        """Sentences saying why continuing ``config``'s fixed point in lr is over the caps (empty if not).
+
+        Parameters
+        ----------
+        config : RunConfig
+
+        Returns
+        -------
+        tuple of str
+            Always empty outside demo mode.
+        """
+        if not self.enabled or max(config.K, config.M) <= self.max_branch_K:
+            return ()
+        return (self._over("K" if config.K >= config.M else "M", max(config.K, config.M), self.max_branch_K,
+                           "max_branch_K").replace("hosted-demo cap", "hosted demo's cap for continuations in lr"),)
 
     def violations(self, config=None, starts=None, sgd_d=None):
         """Sentences saying which requested amounts are over the caps (empty if none).
