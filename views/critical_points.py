@@ -7,14 +7,17 @@ import streamlit as st
 from landscape.dashboard.figures import catalogue_figure, overlap_heatmaps_figure
 from views import common
 
-# Narrow numeric columns first and the family last, filling what is left: at 1400 px the whole table
-# fits (the family was cut, and basin count to |∇L| were off-screen). "row" is the number the links
-# and the "selected point (row)" widget use.
+# The identifying columns first (row, kind, loss, index, family, basins), then the other numbers.
+# At 1400 px with the sidebar open not every column fits (the ODE-stability columns were added): the
+# family name and the basin count stay in view, the rest scroll (and the selected row's details show
+# them all). "row" is the number the links and the "selected point (row)" widget use.
 COLUMNS = {
     "row": st.column_config.NumberColumn("row", width=40, help="Row number, as in 'selected point (row)' and the downloads"),
     "kind": st.column_config.TextColumn("kind", width=72),
     "loss": st.column_config.NumberColumn("loss", format="%.3e", width=82, help="L = ½E[(f − f*)²]"),
     "index": st.column_config.NumberColumn("index", width=52, help="Negative Hessian eigenvalues at this d, with multiplicity"),
+    "family": st.column_config.TextColumn("family", width="large"),
+    "count": st.column_config.NumberColumn("basins", width=58, help="Basin count: random starts that ended here"),
     "attractive": st.column_config.CheckboxColumn(
         "ODE attr.", width=62, help="Attractive fixed point of the ODE of one-pass SGD (every eigenvalue of its "
         "linearisation has negative real part, exact zero modes aside); gradient flow: from the Hessian"),
@@ -23,11 +26,9 @@ COLUMNS = {
         "(per unit lr in the gradient-flow regime)"),
     "n_zero": st.column_config.NumberColumn("zero", width=50,
                                             help="Zero modes: zero eigenvalues (rotations and flat directions)"),
-    "count": st.column_config.NumberColumn("basins", width=58, help="Basin count: random starts that ended here"),
     "orbit_size": st.column_config.NumberColumn("orbit", width=52, help="Orbit size: distinct copies under the symmetries"),
     "min_eigenvalue": st.column_config.NumberColumn("λ_min", format="%.2e", width=80, help="Smallest Hessian eigenvalue"),
     "gradient_norm": st.column_config.NumberColumn("|∇L|", format="%.0e", width=62, help="Gradient norm"),
-    "family": st.column_config.TextColumn("family", width="large"),
 }
 
 
