@@ -51,3 +51,20 @@ def test_shipped_defaults_are_found_from_the_package():
     from landscape.catalogues.sweep_store import DEFAULT_STORE
 
     assert DEFAULT_SPEC.is_file() and DEFAULT_STORE.is_dir()
+
+
+def test_the_theory_page_quotes_the_published_k_equals_m_plus_one_rates():
+    # The Theory page says one more student makes spurious minima rarer, not absent, quoting
+    # Safran & Shamir's counts at M = 19; they must be the published ones.
+    import csv
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    reference = root.parent / "shared" / "reference" / "safran_shamir_2018_rates.csv"
+    if not reference.is_file():
+        pytest.skip("the shared reference folder is not beside this checkout")
+    with reference.open() as handle:
+        rates = {(int(r["teacher_units_M"]), int(r["student_units_K"])): int(r["runs_ending_at_spurious_points"])
+                 for r in csv.DictReader(handle)}
+    text = (root / "views" / "theory.py").read_text()
+    assert f"{rates[19, 19]} to {rates[19, 20]} runs in 1000 at M = 19" in text
