@@ -8,7 +8,7 @@ from landscape.dynamics import dop853, ode, ode_solvers
 from landscape.dynamics.compiled_flow import _carried_tables, _correlations, _finite_lr_term, flow_model, velocity
 from landscape.dynamics.fourpoint_flow import CarriedFourPoint
 from landscape.dynamics.ode import integrate_ode, ode_velocity
-from landscape.dynamics.span import overlap_speed, student_rows, teacher_rows
+from landscape.dynamics.span import overlap_speed, overlaps_from_rows, student_rows, teacher_rows
 from landscape.dynamics.trajectory import FlowStatus
 from landscape.kernels.fourpoint import finite_lr_expectation
 from landscape.model.config import InitSpec, RunConfig
@@ -165,7 +165,9 @@ def test_compiled_dop853_follows_solve_ivp(carried):
     T = config.teacher_matrix()
     carrier = CarriedFourPoint(3, 3) if carried else None
     y0, _ = _span_state(Q0, R0, T, carrier.initial_state(np.block([[Q0, R0], [R0.T, T]])) if carried else None)
-    model = flow_model(T, 0.5, 0.0, 3, 1e6, carried)
+    # solve_ivp's error norm is entry by entry (the default with the eta^2 term is by rows of the
+    # orthogonal factor: test below).
+    model = flow_model(T, 0.5, 0.0, 3, 1e6, carried, orthogonal_rows=False)
     rtol, atol, t_max = 1e-8, 1e-11, 30.0
     status, t_end, y_end, steps, n_steps, _, _ = dop853.integrate(y0, t_max, rtol, atol, 18, 0.5, 1e-14, 1e6, model, 0.0, 10**6)
     reference = _reference_solution(y0, model, t_max, rtol, atol)
@@ -177,6 +179,51 @@ def test_compiled_dop853_follows_solve_ivp(carried):
     # one, for the event search only; the step ends carry it exactly).
     assert np.allclose(dop853.dense_values(times, steps, n_steps, 18), reference.sol(times).T[:, :18], atol=1e-10, rtol=0)
     assert np.allclose(y_end, reference.y[:, -1], atol=1e-10, rtol=0)
+
+
+def _rotated_orthogonal_factor(y0, K, p, seed):
+    """The state with the columns of the orthogonal factor S (last K of each row) rotated: the
+    same overlaps (S O O^T S^T = S S^T)."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(K, K)))
+    U = y0[: K * p].reshape(K, p).copy()
+    U[:, p - K:] = U[:, p - K:] @ rotation
+    return np.concatenate([U.ravel(), y0[K * p:]])
+
+
+@pytest.mark.parametrize("orthogonal_rows", [False, True])
+def test_error_norm_by_rows_of_the_orthogonal_factor_does_not_depend_on_its_basis(orthogonal_rows):
+    # The columns of S are an arbitrary basis of the orthogonal complement. Entry by entry (as
+    # solve_ivp) the step sizes depend on that basis; by rows of S (the default with the eta^2
+    # term, which cut the dynamics benchmark's steps at t = 200 from 81 to 59) they do not, and
+    # the overlaps of the two runs agree to the tolerances.
+    config = RunConfig(K=4, M=4, lr=0.5, init=InitSpec(d=1000, seed=1, scale=0.5))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    y0, U0 = _span_state(Q0, R0, T, CarriedFourPoint(4, 4).initial_state(np.block([[Q0, R0], [R0.T, T]])))
+    model = flow_model(T, 0.5, 0.0, 4, 1e6, True, orthogonal_rows=orthogonal_rows)
+    runs = [dop853.integrate(y, 60.0, 1e-6, 1e-9, U0.size, 0.5, 1e-14, 1e6, model, 0.0, 10**6)
+            for y in (y0, _rotated_orthogonal_factor(y0, *U0.shape, seed=3))]
+    lengths = [run[3][1][: run[4]] for run in runs]
+    same_steps = runs[0][4] == runs[1][4] and np.allclose(lengths[0], lengths[1], rtol=1e-6)
+    assert same_steps == orthogonal_rows
+    V = model.V
+    overlaps = [overlaps_from_rows(run[2][: U0.size].reshape(U0.shape), V) for run in runs]
+    assert np.allclose(overlaps[0][0], overlaps[1][0], atol=1e-7) and np.allclose(overlaps[0][1], overlaps[1][1], atol=1e-7)
+
+
+def test_eta2_error_norm_by_rows_keeps_the_overlaps_within_the_tolerance():
+    # The default (rows of S) against solve_ivp at tolerances 1000 times tighter.
+    config = RunConfig(K=4, M=4, lr=0.5, init=InitSpec(d=1000, seed=1, scale=0.5))
+    Q0, R0 = initial_overlaps(config)
+    T = config.teacher_matrix()
+    y0, U0 = _span_state(Q0, R0, T, CarriedFourPoint(4, 4).initial_state(np.block([[Q0, R0], [R0.T, T]])))
+    model = flow_model(T, 0.5, 0.0, 4, 1e6, True)
+    _, _, y_end, _, _, _, _ = dop853.integrate(y0, 200.0, 1e-6, 1e-9, U0.size, 0.5, 1e-14, 1e6, model, 0.0, 10**6)
+    reference = _reference_solution(y0, model, 200.0, 1e-9, 1e-12).y[:, -1]
+    V = model.V
+    Q, R = overlaps_from_rows(y_end[: U0.size].reshape(U0.shape), V)
+    Q_ref, R_ref = overlaps_from_rows(reference[: U0.size].reshape(U0.shape), V)
+    assert np.max(np.abs(Q - Q_ref)) < 1e-5 and np.max(np.abs(R - R_ref)) < 1e-5
 
 
 def test_convergence_event_time_matches_solve_ivp():

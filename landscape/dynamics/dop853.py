@@ -2,13 +2,16 @@
 
 Hairer's explicit Runge-Kutta method of order 8 (embedded error estimators of orders 5 and 3,
 dense output of order 7) as :class:`scipy.integrate.DOP853` implements it -- same coefficients,
-error norm, step-size control and initial step -- run as one compiled loop over
+step-size control and initial step -- run as one compiled loop over
 :func:`landscape.dynamics.compiled_flow.velocity`. For the few dozen state variables of the ODE,
 scipy's per-step Python work costs more than the right-hand side itself; here the whole run
 is a single call. ``solve_ivp`` on the same right-hand side stays the reference in the tests.
-One difference: the interpolant is of order 7 for the overlaps only (the monitored components);
-the carried four-point state, which is never output, gets the cubic Hermite interpolant of its
-step ends, which spares the carried rates at the last interpolation stage.
+Two differences. The error norm and the initial step scale the components as
+:func:`landscape.dynamics.compiled_flow.error_scale` says (entry by entry, as scipy does, unless
+the model scales the orthogonal factor by rows). The interpolant is of order 7 for the overlaps
+only (the monitored components); the carried four-point state, which is never output, gets the
+cubic Hermite interpolant of its step ends, which spares the carried rates at the last
+interpolation stage.
 
 The events are those of :func:`landscape.dynamics.ode.integrate_ode`: *converged* when the speed
 ``|d(Q, R)/dt| / lr`` falls to ``tol`` (located on the dense output, as ``solve_ivp`` locates
@@ -25,7 +28,7 @@ import numpy as np
 from numba import njit
 from scipy.integrate import DOP853
 
-from .compiled_flow import carried_margin, overlap_events, velocity
+from .compiled_flow import carried_margin, error_scale, overlap_events, velocity
 
 __all__ = []  # internal to the ODE
 
@@ -73,18 +76,17 @@ def _rms(x, scale):
 
 
 @_jit
-def _first_trial_step(y0, f0, t_bound, rtol, atol):
-    """Hairer's trial step ``h0`` of :func:`scipy.integrate._ivp.common.select_initial_step`."""
-    scale = atol + np.abs(y0) * rtol
+def _first_trial_step(y0, f0, t_bound, scale):
+    """Hairer's trial step ``h0`` of :func:`scipy.integrate._ivp.common.select_initial_step`, with
+    the error scale ``scale`` of the components at ``y0``."""
     d0, d1 = _rms(y0, scale), _rms(f0, scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     return min(h0, t_bound)
 
 
 @_jit
-def _initial_step(y0, f0, f1, h0, t_bound, rtol, atol):
+def _initial_step(f0, f1, h0, t_bound, scale):
     """Hairer's starting step from ``f1``, the velocity at ``y0 + h0 f0``."""
-    scale = atol + np.abs(y0) * rtol
     d1 = _rms(f0, scale)
     d2 = _rms(f1 - f0, scale) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
@@ -209,7 +211,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     were evaluated and ``n_rejected`` trial steps rejected.
     """
     n = y0.size
-    stages, trial = np.empty((_A.shape[0], n)), np.empty(n)
+    stages, trial, scale = np.empty((_A.shape[0], n)), np.empty(n), np.empty(n)
     capacity = 64
     starts, lengths = np.empty(capacity), np.empty(capacity)
     states, interpolants = np.empty((capacity, n)), np.empty((capacity, 7, n))
@@ -218,11 +220,12 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     velocity(y, model, f, False)
     # The right-hand side is called from this function (and the event search) only: every
     # compiled caller re-optimises its whole call tree, which sets the compile time.
-    h0 = _first_trial_step(y, f, t_bound, rtol, atol)
+    error_scale(y, y, rtol, atol, model, scale)
+    h0 = _first_trial_step(y, f, t_bound, scale)
     f1 = np.empty(n)
     velocity(y + h0 * f, model, f1, False)
     nfev = 2
-    h_abs = _initial_step(y, f, f1, h0, t_bound, rtol, atol)
+    h_abs = _initial_step(f, f1, h0, t_bound, scale)
     g = _events(y, f, model, lr, tol, bound)
     n_steps = 0
     n_rejected = 0
@@ -247,7 +250,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
                 y_new[a] = y[a] + h * total
             velocity(y_new, model, stages[_N_STAGES], False)
             nfev += _N_STAGES
-            scale = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
+            error_scale(y, y_new, rtol, atol, model, scale)
             error = _error_norm(stages, h, scale)
             # A trial stage out of range gives NaN: reject and retry smaller, as solve_ivp does.
             if math.isfinite(error) and error < 1.0:
