@@ -292,14 +292,20 @@ def _trajectory(pieces, K, T, n_points, Q0):
     else:
         times = _time_grid(last.t_end, n_points)
         Q, R, loss = np.empty((times.size, K, K)), np.empty((times.size, K, M)), np.empty(times.size)
+        # The states of each layout, the last one ending with the final state, then one
+        # evaluation of the overlaps and the loss per layout (each costs as much for one time as
+        # for a few hundred).
+        states = {}
         for piece in pieces:
             inside = (times >= piece.t0) & (times <= piece.t_end)
             if piece is last:
                 inside[-1] = False
             if np.any(inside):
-                Q[inside], R[inside], loss[inside] = _overlaps_and_loss(piece.evaluate(times[inside]), piece.layout, K, T)
-        end = _overlaps_and_loss(last.y_end[None, :], last.layout, K, T)
-        Q[-1], R[-1], loss[-1] = end[0][0], end[1][0], end[2][0]
+                states.setdefault(piece.layout, []).append((np.flatnonzero(inside), piece.evaluate(times[inside])))
+        states.setdefault(last.layout, []).append((np.array([times.size - 1]), last.y_end[None, :]))
+        for layout, parts in states.items():
+            where = np.concatenate([part[0] for part in parts])
+            Q[where], R[where], loss[where] = _overlaps_and_loss(np.concatenate([part[1] for part in parts]), layout, K, T)
     status = _STATUS[last.status]
     message = final_time_message(status, last.t_end)
     if status is FlowStatus.FAILED:
