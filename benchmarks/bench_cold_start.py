@@ -77,7 +77,7 @@ def _fresh_copy(parent: Path) -> Path:
 
 
 def _clear_cache(folder: Path) -> None:
-    for path in folder.rglob("*.nb[ic]"):
+    for path in [*folder.rglob("*.nb[ic]"), *folder.rglob("*.ready")]:  # the cache and its marker
         path.unlink()
 
 

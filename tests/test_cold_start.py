@@ -120,9 +120,10 @@ def _probe(folder):
 
 
 def test_the_probe_agrees_with_numbas_cache(tmp_path):
-    """An empty cache is not ready; a filled one is, and loads without compiling; an edit makes it stale."""
+    """An empty cache is not ready; a filled one is, and loads without compiling; an edit makes it
+    stale, and so does a marker written for another numba or CPU."""
     empty = tmp_path / "empty"
-    shutil.copytree(ROOT / "landscape", empty / "landscape", ignore=shutil.ignore_patterns("*.nbi", "*.nbc"))
+    shutil.copytree(ROOT / "landscape", empty / "landscape", ignore=shutil.ignore_patterns("*.nbi", "*.nbc", "*.ready"))
     assert _probe(empty) == {"ready": False, "file": str(empty / "landscape/dynamics/warmup.py")}
     filled = tmp_path / "filled"
     shutil.copytree(ROOT / "landscape", filled / "landscape")  # copy2 keeps the mtimes numba's index checks
@@ -141,9 +142,25 @@ def test_the_probe_agrees_with_numbas_cache(tmp_path):
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         lock_file.unlink(missing_ok=True)
+    # The marker records what the cache was compiled for; another key (numba, Python, CPU) is stale.
+    marker = filled / "landscape/dynamics/__pycache__/landscape-ode-solver.ready"
+    key = marker.read_text()
+    marker.write_text("0" * len(key))
+    assert not _probe(filled)["ready"]
+    marker.write_text(key)
     source = filled / "landscape/dynamics/dop853.py"
     source.write_text(source.read_text() + "\n# edited\n")
     assert not _probe(filled)["ready"]
+
+
+def test_compile_ode_writes_the_marker_the_probe_reads(tmp_path, monkeypatch):
+    # The probe reads no numba internals: compile_ode (foreground, or the background process)
+    # writes a marker once every function is in the cache; here into a separate cache folder.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(warmup, "_ready", False)
+    assert not warmup._marker_path().exists() and not warmup.compiled_solver_ready()
+    ode.compile_ode()  # compiled in this process already (conftest): writes the marker only
+    assert warmup._marker_path().is_relative_to(tmp_path) and warmup.compiled_solver_ready()
 
 
 def test_flows_page_complete_while_the_compiled_solver_is_not_ready(monkeypatch):

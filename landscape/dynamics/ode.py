@@ -35,7 +35,7 @@ from .fourpoint_flow import carried_four_point_applies
 from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
 from .span import SINGULAR_ORTHOGONAL_PART, loss_from_rows, overlaps_from_rows, student_rows, teacher_rows
 from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
-from .warmup import compiled_solver_ready, start_background_compilation
+from .warmup import compiled_solver_ready, mark_compiled, start_background_compilation
 
 __all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode", "MAX_OUTPUT_POINTS"]
 
@@ -369,4 +369,6 @@ def compile_ode():
     T = np.eye(2)
     Q0, R0 = np.array([[0.5, 0.1], [0.1, 0.4]]), np.array([[0.2, 0.05], [0.03, 0.3]])
     integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=False, solver="compiled")
-    return integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=True, four_point="carried", solver="compiled")
+    trajectory = integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=True, four_point="carried", solver="compiled")
+    mark_compiled()  # numba's cache now holds every compiled function (landscape.dynamics.warmup)
+    return trajectory

@@ -4,8 +4,8 @@ numba compiles the ODE solver (:mod:`landscape.dynamics.compiled_flow`,
 :mod:`landscape.dynamics.dop853`) the first time it runs on a machine, about 30-45 seconds, and
 caches the machine code on disk; later processes load it in well under a second. So that nobody
 waits for the compiler, :func:`landscape.dynamics.ode.integrate_ode` asks
-:func:`compiled_solver_ready` (a look at numba's on-disk index, no compilation) and, while the
-answer is no, integrates with the numpy solver (scipy's ``solve_ivp``, the same DOP853 method and
+:func:`compiled_solver_ready` (is there a marker that a compilation finished for these sources,
+this numba and this CPU; no compilation) and, while the answer is no, integrates with the numpy solver (scipy's ``solve_ivp``, the same DOP853 method and
 tolerances; tenths of a second for gradient flow) and calls :func:`start_background_compilation`,
 which compiles in a separate, low-priority process that fills the disk cache and exits. A
 process, not a thread: numba's compiler runs mostly in Python, holding the GIL, which would
@@ -30,12 +30,12 @@ try:  # POSIX: one compiling process per machine and package copy
 except ImportError:  # pragma: no cover - Windows: no lock, a second compile is only wasted work
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["compiled_solver_ready", "start_background_compilation", "background_compilation_running"]
+__all__ = ["compiled_solver_ready", "start_background_compilation", "background_compilation_running", "mark_compiled"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-# The jitted functions Python calls directly; everything they call is compiled into their code,
-# so a cached overload of each of these (for this machine) is a ready solver.
-_ENTRY_POINTS = (("dop853", "integrate"), ("dop853", "dense_values"), ("compiled_flow", "velocity"))
+# The modules whose jitted functions make up the solver: numba's cache of each is valid while the
+# file's modification time and size are those it was compiled from.
+_SOURCES = ("compiled_flow.py", "dop853.py")
 
 _ready = False
 _child: subprocess.Popen | None = None
@@ -48,41 +48,78 @@ def _lock_path() -> Path:
     return Path(tempfile.gettempdir()) / f"landscape-compile-{tag}.lock"
 
 
-def _cached_for_this_machine(dispatcher) -> bool:
-    """Whether numba's on-disk index holds an overload of ``dispatcher`` that this process can load."""
-    if dispatcher.overloads:  # compiled or loaded in this process already
-        return True
-    cache = dispatcher._cache  # numba internals, read only; any surprise counts as "not ready"
-    index = cache._cache_file._load_index()  # empty when the source file changed since
-    codegen = dispatcher.targetctx.codegen()
-    return any(key[1:] == cache._index_key(key[0], codegen)[1:] for key in index)
+def _marker_path() -> Path:
+    """Where :func:`mark_compiled` records a finished compilation: next to numba's cache files
+    (the package's ``__pycache__``, or ``NUMBA_CACHE_DIR``, one marker per package copy)."""
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if cache_dir:
+        tag = hashlib.sha256(str(_PACKAGE).encode()).hexdigest()[:16]
+        return Path(cache_dir) / f"landscape-ode-solver-{tag}.ready"
+    return _PACKAGE / "dynamics" / "__pycache__" / "landscape-ode-solver.ready"
+
+
+def _build_key() -> str:
+    """What numba's cached machine code depends on: the solver's sources as numba stamps them
+    (modification time and size), the numba and Python versions and the CPU (name and features,
+    by llvmlite's public host queries)."""
+    import llvmlite.binding as llvm
+    import numba
+
+    stamps = []
+    for name in _SOURCES:
+        status = (_PACKAGE / "dynamics" / name).stat()
+        stamps.append(f"{name}:{status.st_mtime_ns}:{status.st_size}")
+    parts = [*stamps, f"numba {numba.__version__}", f"python {sys.version}", sys.executable,
+             llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def mark_compiled() -> bool:
+    """Record that the solver has just been compiled (or loaded) for this machine.
+
+    :func:`landscape.dynamics.ode.compile_ode` calls it once both right-hand sides and the
+    integrator have run, so numba's cache holds them all: a marker written after the compilation,
+    never a half-filled cache. The marker is replaced atomically.
+
+    Returns
+    -------
+    bool
+        False if the marker could not be written (a read-only package folder: numba then caches
+        elsewhere, and :func:`compiled_solver_ready` stays False).
+    """
+    marker = _marker_path()
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        partial = marker.with_name(f"{marker.name}.{os.getpid()}")
+        partial.write_text(_build_key())
+        os.replace(partial, marker)
+    except OSError:
+        return False
+    return True
 
 
 def compiled_solver_ready() -> bool:
-    """Whether the compiled ODE solver runs without compiling (loaded, or in numba's disk cache).
+    """Whether the compiled ODE solver runs without compiling (a compilation finished for it).
 
-    Cheap (reads numba's small index files; imports numba the first time, ~0.3 s) and never
-    compiles. False while a background compilation is under way; once True it stays True for
-    the process.
+    Cheap (reads one small file; imports numba the first time, ~0.3 s) and never compiles. True
+    when the marker of :func:`mark_compiled` matches the solver's sources, numba, Python and this
+    CPU; False while a background compilation is under way. Once True it stays True for the
+    process.
 
     Returns
     -------
     bool
         False on a fresh install, after an edit of the solver's source, on another CPU model than
-        the one that filled the cache, or if numba's cache layout is not the expected one.
+        the one that compiled, with another numba, or without a marker.
     """
     global _ready
     if _ready:
         return True
     if background_compilation_running():
-        # Its index files fill up one function and signature at a time: wait for the whole set.
         return False
     try:
-        from . import compiled_flow, dop853
-
-        modules = {"compiled_flow": compiled_flow, "dop853": dop853}
-        _ready = all(_cached_for_this_machine(getattr(modules[module], name)) for module, name in _ENTRY_POINTS)
-    except Exception:  # noqa: BLE001 - a probe: a missing or half-written index is "not ready"
+        _ready = _marker_path().read_text() == _build_key()
+    except (OSError, ImportError):  # no marker yet, or no numba/llvmlite to compile with
         return False
     return _ready
 
