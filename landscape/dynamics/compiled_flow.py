@@ -291,8 +291,9 @@ def error_scale(y, y_new, rtol, atol, model, scale):
 
     The columns of ``S`` are an arbitrary basis of the orthogonal complement (``S`` and ``S O``
     give the same overlaps for any orthogonal ``O``), and the eigenbasis
-    :func:`landscape.dynamics.span.student_rows` picks makes the columns of small eigenvalues small. Entry by entry, their relative error
-    set the step size, although they move ``Q`` by no more than the others. With the ``eta^2``
+    :func:`landscape.dynamics.span.student_rows` picks makes the columns of small eigenvalues
+    small. Entry by entry, their relative error set the step size, although they move ``Q`` by
+    no more than the others. With the ``eta^2``
     term (``dS = lr^2 Phi S^-T / 2`` moves them fastest) that cost 50% more steps (81 against
     54 at t = 200 in the dynamics benchmark); the row norm does not depend on the basis (test).
     """

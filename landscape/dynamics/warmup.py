@@ -5,8 +5,9 @@ numba compiles the ODE solver (:mod:`landscape.dynamics.compiled_flow`,
 caches the machine code on disk; later processes load it in well under a second. So that nobody
 waits for the compiler, :func:`landscape.dynamics.ode.integrate_ode` asks
 :func:`compiled_solver_ready` (is there a marker that a compilation finished for these sources,
-this numba and this CPU; no compilation) and, while the answer is no, integrates with the numpy solver (scipy's ``solve_ivp``, the same DOP853 method and
-tolerances; tenths of a second for gradient flow) and calls :func:`start_background_compilation`,
+this numba and this CPU; no compilation) and, while the answer is no, integrates with the numpy
+solver (scipy's ``solve_ivp``, the same DOP853 method and tolerances; tenths of a second for
+gradient flow) and calls :func:`start_background_compilation`,
 which compiles in a separate, low-priority process that fills the disk cache and exits. A
 process, not a thread: numba's compiler runs mostly in Python, holding the GIL, which would
 stall the numpy solver serving meanwhile.
