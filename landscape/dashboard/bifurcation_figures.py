@@ -94,8 +94,11 @@ def bifurcation_figure(branches, events, selected=None, names=None):
         margin=dict(l=70, r=30, t=40, b=60), legend=dict(orientation="h", y=-0.2), height=460,
         title="Fixed points of the SGD ODE against the learning rate",
     )
-    # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
-    figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
+    losses = [value for branch in branches for value in branch["loss"]]
+    if losses and min(losses) > 0:
+        # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
+        figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
+    # else a linear axis: the realisable minimum without label noise has loss 0 at every lr (no log).
     return figure
 
 
