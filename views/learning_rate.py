@@ -37,9 +37,13 @@ def _diagram(branches, names, selected):
     folds = [e for e in branch.events if e.kind.code == "fold"]
     text = ("Solid: attractive fixed points (every eigenvalue of the ODE Jacobian has negative real part); dashed: "
             f"unstable. Selected branch ({names[selected[0]]}): {branch.message}.")
+    changes = [e for e in branch.events if e.kind.code == "stability_change"]
     if folds:
         text += (f" It folds at lr = {folds[0].lr:.6f}: beyond it there is no fixed point near this minimum and SGD "
                  "escapes.")
+    elif changes:  # the realisable minimum without label noise: no fold, it stops attracting
+        text += f" It stops attracting at lr = {changes[0].lr:.6f}: beyond it SGD leaves it."
+        folds = changes
     st.caption(text + " Click a point of a branch to show it below.")
     return folds
 
@@ -89,6 +93,7 @@ def _point_details(branch, number):
 
 
 def _sgd(current, config, branch, number, folds):
+    # ``folds``: the fold, or where a branch without one stops attracting (the SGD run above it).
     with st.expander("Direct SGD at finite d: convergence below the fold, escape above it",
                      expanded=bool(st.session_state.get("lrsgd", st.query_params.get("lrsgd") == "true"))):
         left, right = st.columns(2)
@@ -98,7 +103,8 @@ def _sgd(current, config, branch, number, folds):
         if folds:
             rates.append(round(1.1 * folds[0].lr, 4))
         st.caption(f"One-pass SGD from point {number}'s overlaps at lr = " + " and ".join(f"{r:g}" for r in rates)
-                   + (" (10% above the fold)" if folds else "") + f", d = {d}, up to t = {SGD_T_MAX:g}.")
+                   + ((" (10% above the fold)" if folds[0].kind.code == "fold" else
+                       " (10% above where it stops attracting)") if folds else "") + f", d = {d}, up to t = {SGD_T_MAX:g}.")
     if not on:
         return
     probe = config.replace(t_max=SGD_T_MAX)

@@ -66,7 +66,8 @@ __all__ = [
 
 #: A start is accepted as a fixed point when ``|F| = |dx/dt| / lr`` is below this; it is then polished.
 FIXED_POINT_TOL = 1e-6
-_NEWTON_TOL = 1e-11
+#: Corrector tolerance on |F| = |dx/dt| / lr (flows count as converged at 1e-8).
+_NEWTON_TOL = 1e-10
 _EVENT_LR_TOL = 1e-8
 _MAX_CORRECTOR = 8
 #: A fixed point found by Newton from a critical point counts as next to it when no student-teacher

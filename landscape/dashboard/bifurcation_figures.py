@@ -98,7 +98,8 @@ def bifurcation_figure(branches, events, selected=None, names=None):
     if losses and min(losses) > 0:
         # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
         figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
-    # else a linear axis: the realisable minimum without label noise has loss 0 at every lr (no log).
+    else:  # a linear axis: the realisable minimum without label noise has loss 0 at every lr (no log)
+        figure.update_yaxes(rangemode="tozero")
     return figure
 
 
