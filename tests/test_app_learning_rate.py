@@ -94,7 +94,7 @@ def test_every_minimum_of_the_catalogue_gets_a_branch_named_by_its_family(with_s
     _assert_clean(at)
     minima = [(i, p) for i, p in enumerate(with_shipped.points) if p.kind.value == "minimum"]
     diagram = _figures(at)[0]
-    names = {trace["name"].rsplit(":", 1)[0] for trace in diagram["data"] if trace.get("mode") == "lines+markers"}
+    names = {trace["name"] for trace in diagram["data"] if trace.get("mode") == "lines+markers"}
     assert names == {f"minimum {i} (L = {p.loss:.3g}, {p.family})" for i, p in minima}
     # The branch drawn is the backend's continuation of that minimum (the same lr and loss points).
     result = catalogue_bifurcation(with_shipped, 0.6, noise=0.1, lr=0.3, workers=1)
