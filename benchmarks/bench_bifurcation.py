@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -34,9 +35,10 @@ def main():
     config = RunConfig.from_dict({"K": args.K, "M": args.K, "lr": args.lr, "noise": args.noise, "eta2": True,
                                   "init": {"kind": "random", "d": args.K, "scale": 1.0}})
     catalogue = build_catalogue(config, args.starts, seed=0)
-    start = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     result = catalogue_bifurcation(catalogue, args.lr_max, max_steps=args.max_steps)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     print(f"K = M = {args.K}, noise {args.noise}, lr {args.lr} -> {args.lr_max}, "
           f"{sum(p.kind.value == 'minimum' for p in catalogue.points)} minima of a {args.starts}-start catalogue\n")
     print("| minimum (loss at lr -> 0) | points | first fold at lr | loss there | end |")
@@ -48,7 +50,14 @@ def main():
         print(f"| {catalogue.points[index].loss:.4f} | {len(branch.lr)} | {fold} | {loss} | {branch.status.code} |")
     for index, reason in result.skipped.items():
         print(f"| {catalogue.points[index].loss:.4f} | - | - | - | not started: {reason} |")
-    print(f"\ntotal wall time (both cores): {wall:.1f} s; load average {os.getloadavg()[0]:.2f}")
+    print(f"\ntotal wall time (both cores): {wall:.1f} s; CPU time (this process and its workers): {cpu:.1f} s; "
+          f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+def _cpu_seconds():
+    """User + system CPU seconds of this process and its finished child processes (the workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import APP, CATALOGUE_LINK, _app, _array, _assert_clean, _figures, _texts
 
+from landscape.catalogues.bifurcation import catalogue_bifurcation
 from landscape.critical_points.continuation import continue_fixed_point, fixed_point_near
 
 PAGE = "views/learning_rate.py"
@@ -73,11 +74,33 @@ def test_direct_sgd_settles_below_the_fold_and_escapes_above_it():
     assert np.nanmax(_array(above["y"])) > 1.0
 
 
-def test_without_label_noise_the_page_says_why_there_is_no_branch():
-    at = _page({"K": "2", "M": "2", "eta2": "true"})
-    assert not at.exception
-    (error,) = _texts(at.error)
-    assert "label noise" in error
+def test_without_label_noise_the_page_shows_the_exact_branch_and_where_it_stops_attracting():
+    # Loss 0 at every lr (a linear axis: no log of 0); the stability change lies where flows from the
+    # perturbed minimum switch from settling to running away (1.264 .. 1.272 by bisection on flows,
+    # tests/test_realisable.py; the page draws the backend's value).
+    at = _page({"K": "2", "M": "2", "eta2": "true", "lrmax": "2"})
+    _assert_clean(at)
+    diagram = _figures(at)[0]
+    (change,) = [trace for trace in diagram["data"] if trace.get("name") == "stability change"]
+    assert 1.25 < _array(change["x"])[0] < 1.29
+    lines = [trace for trace in diagram["data"] if trace.get("mode") == "lines+markers"]
+    assert {trace["line"]["dash"] for trace in lines} == {"solid", "dash"}
+    assert all(np.all(_array(trace["y"]) == 0) for trace in lines)
+    assert diagram["layout"]["yaxis"].get("type") != "log"
+
+
+def test_every_minimum_of_the_catalogue_gets_a_branch_named_by_its_family(with_shipped):
+    at = _page({**CATALOGUE_LINK, "noise": "0.1", "eta2": "true", "lr": "0.3", "lrmax": "0.6", "bbranch": "0"})
+    _assert_clean(at)
+    minima = [(i, p) for i, p in enumerate(with_shipped.points) if p.kind.value == "minimum"]
+    diagram = _figures(at)[0]
+    names = {trace["name"] for trace in diagram["data"] if trace.get("mode") == "lines+markers"}
+    assert names == {f"minimum {i} (L = {p.loss:.3g}, {p.family})" for i, p in minima}
+    # The branch drawn is the backend's continuation of that minimum (the same lr and loss points).
+    result = catalogue_bifurcation(with_shipped, 0.6, noise=0.1, lr=0.3, workers=1)
+    drawn = np.concatenate([_array(t["y"]) for t in diagram["data"]
+                            if t.get("mode") == "lines+markers" and t["name"].startswith(f"minimum {minima[0][0]} ")])
+    assert np.allclose(np.unique(drawn), np.unique(result.branches[0].loss))
 
 
 def test_lr_max_below_the_start_is_one_error():

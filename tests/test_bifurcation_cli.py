@@ -53,10 +53,23 @@ def test_a_point_file_of_a_fixed_point_continues_from_there(tmp_path, capsys, co
     assert branch["lr"][0] == 0.5 and branch["lr"][-1] == pytest.approx(0.7) and np.allclose(branch["Q"][0], fixed.Q)
 
 
+def test_without_label_noise_the_realisable_minimum_prints_its_exact_branch(tmp_path, capsys):
+    # Loss 0 at every lr and one stability change, inside the bracket where flows from the perturbed
+    # minimum switch from settling to running away (tests/test_realisable.py: 1.25 .. 1.29).
+    config = _write(tmp_path / "c.json", {"K": 2, "M": 2, "lr": 0.5, "noise": 0.0})
+    code, out, err = _run(capsys, "bifurcation", "--config", config, "--lr-max", "2")
+    assert code == 0, err
+    printed = json.loads(out)
+    (branch,) = printed["branches"]
+    (event,) = printed["events"]
+    assert event["kind"] == "stability_change" and 1.25 < event["lr"] < 1.29
+    assert set(branch["loss"]) == {0.0} and branch["stable"][0] and not branch["stable"][-1]
+
+
 @pytest.mark.parametrize("case, expected", [
     ({"lr_max": "0.3"}, "must be above"),
     ({"lr_max": "abc"}, "lr-max"),
-    ({"noise": 0.0}, "boundary"),
+    ({"noise": 0.0, "K": 3}, "boundary"),  # K > M without noise: the split minimum is on the cone's boundary
     ({"eta2": False}, "eta2"),
     ({"K": 1}, "K >= M"),
     ({"point": {"Q": [[1, 0], [0, 1]], "R": [[0.5, 0], [0, 1]], "T": [[1, 0], [0, 1]]}}, "neither a fixed point"),

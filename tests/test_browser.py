@@ -30,7 +30,8 @@ LINK = {"K": "3", "M": "2", "seed": "5", "tmax": "200", "runs": "2", "starts": "
 QUERY = "&".join(f"{key}={value}" for key, value in LINK.items())
 PAGES = {"flows": "", "critical-points": "critical-points", "hessian-spectra": "hessian-spectra",
          "families": "families", "learning-rate": "learning-rate", "theory": "theory"}
-# The link has no label noise: the Learning rate page says why it has no branch (one error line, no figure).
+# The link has no label noise and K > M: the Learning rate page continues the spurious minima of the
+# catalogue if it has any (the split global minimum lies on the boundary of the cone), else says why not.
 FIGURES = {"flows": 4, "critical-points": 2, "hessian-spectra": 1, "families": 1, "learning-rate": 0, "theory": 0}
 
 

@@ -144,5 +144,10 @@ def test_bad_starts_are_refused_with_a_reason(start):
         continue_fixed_point(T2, T2, T2, 0.5, 1.0, True, 0.0)  # realisable global minimum, no noise
     with pytest.raises(ValueError, match="eta2"):
         continue_fixed_point(start.Q, start.R, T2, 0.5, 1.0, False, NOISE)
+    # In a batch the realisable minimum without noise gets its own branch (tests/test_realisable.py);
+    # with K > M it lies on the boundary at every lr and cannot start.
     outcome = continue_fixed_points(np.array([T2]), np.array([T2]), T2, 0.5, 1.0, 0.0, workers=1)
+    assert outcome[0].status is BranchStatus.REACHED_LR_MAX and np.all(outcome[0].loss == 0)
+    shares = np.array([[1.0, 0.0], [0.0, 0.5], [0.0, 0.5]])
+    outcome = continue_fixed_points(np.array([shares @ shares.T]), np.array([shares]), T2, 0.5, 1.0, 0.0, workers=1)
     assert isinstance(outcome[0], str) and "boundary" in outcome[0]

@@ -14,6 +14,7 @@ from landscape.critical_points.stability import (
     overlaps_from_state,
     state_vector,
 )
+from landscape.dynamics.jacobian import right_hand_side
 from landscape.dynamics.ode import ode_velocity
 
 
@@ -31,10 +32,12 @@ def _quadrature_jacobian(Q, R, T, lr, noise, h=1e-5):
     return np.array(columns).T
 
 
-@pytest.mark.parametrize("K, M, lr, noise", [(2, 2, 0.7, 0.1), (3, 2, 0.4, 0.05)])
+@pytest.mark.parametrize("K, M, lr, noise", [(2, 2, 0.7, 0.1), (3, 2, 0.4, 0.05), (4, 3, 0.3, 0.0)])
 def test_jacobian_matches_finite_differences_of_the_quadrature_right_hand_side(K, M, lr, noise):
     # A generic interior point (not a fixed point): the carried (Price) derivatives of the four-point
-    # term must agree with differencing the quadrature.
+    # term, compiled (landscape.dynamics.jacobian), must agree with differencing the quadrature, a
+    # separate implementation. (For a while the Jacobian itself differenced the quadrature, and this
+    # test compared a computation with itself.)
     rng = np.random.default_rng(3)
     W, W_teacher = rng.standard_normal((K, K + M)) / 2, np.eye(M, K + M)
     Q, R, T = W @ W.T, W @ W_teacher.T, np.eye(M)
@@ -42,6 +45,10 @@ def test_jacobian_matches_finite_differences_of_the_quadrature_right_hand_side(K
     reference = _quadrature_jacobian(Q, R, T, lr, noise)
     assert jacobian.shape == (K * (K + 1) // 2 + K * M,) * 2
     assert np.max(np.abs(jacobian - reference)) < 1e-8 * max(1.0, np.max(np.abs(reference)))
+    # The velocity at the point (quadrature of distinct quadruples, closed forms, compiled sum) is the
+    # quadrature right-hand side's.
+    velocity = right_hand_side(Q, R, T, lr, True, noise, jacobian=False).velocity
+    assert np.allclose(velocity, state_vector(*ode_velocity(Q, R, T, lr, True, noise)), rtol=0, atol=1e-13)
 
 
 def test_gradient_flow_jacobian_is_minus_lr_times_hessian_blocks_in_the_small_lr_limit():

@@ -204,6 +204,17 @@ def global_minimum_branch(config_json, lr_max):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def catalogue_branches(_catalogue, config_json, lr_max, catalogue_settings):
+    """Every minimum of a catalogue continued from the config's lr to ``lr_max`` with its label noise
+    (cached by the config's JSON and the catalogue's ``(starts, seed, regime)``: the catalogue of the
+    sidebar's settings)."""
+    from landscape.catalogues.bifurcation import catalogue_bifurcation
+
+    config = RunConfig.from_json(config_json)
+    return catalogue_bifurcation(_catalogue, float(lr_max), noise=config.noise, lr=config.lr)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
     """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists), cached."""
     config = RunConfig.from_json(config_json).replace(lr=float(lr), t_max=float(t_max))

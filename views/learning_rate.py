@@ -1,5 +1,6 @@
-"""Learning rate: the branch of ODE fixed points of the global minimum against lr (bifurcation diagram),
-the spectrum of a chosen point, and direct SGD below and above the fold."""
+"""Learning rate: the branches of ODE fixed points of every minimum of the catalogue against lr (bifurcation
+diagram; the global minimum's alone until the catalogue is there), the spectrum of a chosen point, and direct
+SGD below and above the fold."""
 
 import json
 
@@ -20,25 +21,62 @@ def _select_point():
     for point in points:
         data = point.get("customdata")
         if data is not None and len(data) >= 2:
+            st.session_state["bbranch"] = int(data[0])
             st.session_state["bpoint"] = int(data[1])
             return
 
 
-def _diagram(branch, selected):
-    events = [e.to_dict(0) for e in branch.events]
-    figure = bifurcation_figure([branch.to_dict()], events, selected=(0, selected), names=["global minimum"])
+def _diagram(branches, names, selected):
+    events = [e.to_dict(i) for i, branch in enumerate(branches) for e in branch.events]
+    figure = bifurcation_figure([branch.to_dict() for branch in branches], events, selected=selected, names=names)
     image = st.session_state.get("img", "png")
     config = {"displaylogo": False, "toImageButtonOptions": {"format": image, "filename": "bifurcation", "scale": 2}}
     st.plotly_chart(figure, key="bifurcation", theme="streamlit", config=config, on_select=_select_point,
                     selection_mode="points")
+    branch = branches[selected[0]]
     folds = [e for e in branch.events if e.kind.code == "fold"]
-    text = (f"Solid: attractive fixed points (every eigenvalue of the ODE Jacobian has negative real part); dashed: "
-            f"unstable. Branch: {branch.message}.")
+    text = ("Solid: attractive fixed points (every eigenvalue of the ODE Jacobian has negative real part); dashed: "
+            f"unstable. Selected branch ({names[selected[0]]}): {branch.message}.")
+    changes = [e for e in branch.events if e.kind.code == "stability_change"]
     if folds:
-        text += (f" The branch folds at lr = {folds[0].lr:.6f}: beyond it there is no fixed point near the global "
-                 "minimum and SGD escapes.")
-    st.caption(text + " Click a point of the branch to show it below.")
+        text += (f" It folds at lr = {folds[0].lr:.6f}: beyond it there is no fixed point near this minimum and SGD "
+                 "escapes.")
+    elif changes:  # the realisable minimum without label noise: no fold, it stops attracting
+        text += f" It stops attracting at lr = {changes[0].lr:.6f}: beyond it SGD leaves it."
+        folds = changes
+    st.caption(text + " Click a point of a branch to show it below.")
     return folds
+
+
+def _branches(current, config, lr_max):
+    """The branches to draw and their legend names: every minimum of the catalogue when it is there, else the
+    global minimum's alone (with the catalogue's button below)."""
+    starts, seed, regime = common.catalogue_settings(current)
+    catalogue = common.known_catalogue(current, regime)
+    if catalogue is not None and any(p.kind.value == "minimum" for p in catalogue.points):
+        with st.spinner("Continuing every minimum of the catalogue in lr..."):
+            result = common.call(common.catalogue_branches, catalogue, config.to_json(), lr_max, (starts, seed, regime))
+        if result is None:
+            return None, None
+        names = [_minimum_name(catalogue.points[i], i) for i in result.points]
+        for index, reason in result.skipped.items():
+            st.caption(f"{_minimum_name(catalogue.points[index], index)}: no branch ({reason}).")
+        if result.branches:
+            return list(result.branches), names
+    with st.spinner("Continuing the fixed point in lr..."):
+        branch = common.call(common.global_minimum_branch, config.to_json(), lr_max)
+    if branch is None:
+        return None, None
+    with st.expander("Every minimum of the catalogue", expanded=False):
+        st.caption("The diagram shows the global minimum's branch; with the catalogue of the sidebar's settings it "
+                   "continues every minimum of it.")
+        common.catalogue(current, regime, starts, seed, key="lr_catalogue")
+    return [branch], ["global minimum"]
+
+
+def _minimum_name(point, index):
+    family = f", {point.family}" if point.family else ""
+    return f"minimum {index} (L = {point.loss:.3g}{family})"
 
 
 def _point_details(branch, number):
@@ -55,6 +93,7 @@ def _point_details(branch, number):
 
 
 def _sgd(current, config, branch, number, folds):
+    # ``folds``: the fold, or where a branch without one stops attracting (the SGD run above it).
     with st.expander("Direct SGD at finite d: convergence below the fold, escape above it",
                      expanded=bool(st.session_state.get("lrsgd", st.query_params.get("lrsgd") == "true"))):
         left, right = st.columns(2)
@@ -64,7 +103,8 @@ def _sgd(current, config, branch, number, folds):
         if folds:
             rates.append(round(1.1 * folds[0].lr, 4))
         st.caption(f"One-pass SGD from point {number}'s overlaps at lr = " + " and ".join(f"{r:g}" for r in rates)
-                   + (" (10% above the fold)" if folds else "") + f", d = {d}, up to t = {SGD_T_MAX:g}.")
+                   + ((" (10% above the fold)" if folds[0].kind.code == "fold" else
+                       " (10% above where it stops attracting)") if folds else "") + f", d = {d}, up to t = {SGD_T_MAX:g}.")
     if not on:
         return
     probe = config.replace(t_max=SGD_T_MAX)
@@ -95,8 +135,9 @@ def main():
     config = current.config.replace(eta2=True)
     if not current.config.eta2:
         st.info("This page always includes the η² term of the ODE: without it the fixed points do not depend on lr.")
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     lr_max = common.page_widget(PAGE, "lrmax", left)
+    chosen_branch = int(common.page_widget(PAGE, "bbranch", middle))
     chosen = int(common.page_widget(PAGE, "bpoint", right))
     if lr_max <= config.lr:
         st.error(f"Continue up to lr = {lr_max:g} must be above the sidebar's learning rate {config.lr:g}.")
@@ -105,16 +146,18 @@ def main():
     if over:
         st.error(" ".join(over))
         return
-    with st.spinner("Continuing the fixed point in lr..."):
-        branch = common.call(common.global_minimum_branch, config.to_json(), lr_max)
-    if branch is None:
+    branches, names = _branches(current, config, lr_max)
+    if branches is None:
         return
+    chosen_branch = min(chosen_branch, len(branches) - 1)
+    branch = branches[chosen_branch]
     number = min(chosen, len(branch.lr) - 1)
-    folds = _diagram(branch, number)
+    folds = _diagram(branches, names, (chosen_branch, number))
     _point_details(branch, number)
     _sgd(current, config, branch, number, folds)
-    result = {"branches": [branch.to_dict()], "events": [e.to_dict(0) for e in branch.events]}
-    st.download_button("branch (JSON, as landscape bifurcation prints it)", json.dumps(result),
+    result = {"branches": [b.to_dict() for b in branches],
+              "events": [e.to_dict(i) for i, b in enumerate(branches) for e in b.events]}
+    st.download_button("branches (JSON, as landscape bifurcation prints them)", json.dumps(result),
                        file_name="bifurcation.json", mime="application/json", icon=":material/download:")
 
 

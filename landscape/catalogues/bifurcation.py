@@ -14,13 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..critical_points.continuation import (
-    Branch,
-    continue_fixed_point,
-    continue_fixed_points,
-    fixed_point_near,
-    global_minimum_start,
-)
+from ..critical_points.continuation import Branch, branch_from, continue_fixed_points, global_minimum_start
 from ..model.config import RunConfig
 from .records import Catalogue, PointKind
 
@@ -135,7 +129,8 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
     ------
     ValueError
         If ``config`` is not a RunConfig with ``K >= M``, ``lr_max <= config.lr``, or the branch cannot start
-        (no label noise: the realisable minimum is on the boundary of the cone; ``lr`` beyond the fold).
+        (``K > M`` without label noise: the minimum is on the boundary of the cone; ``lr`` beyond the fold).
+        Without label noise and ``K = M`` the branch is :func:`landscape.critical_points.realisable.realisable_branch`.
     """
     if not isinstance(config, RunConfig):
         raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -143,8 +138,4 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
         raise ValueError(f"lr_max must be above the start lr {config.lr}, got {lr_max!r}")
     T = config.teacher_matrix()
     Q, R = global_minimum_start(config.K, T)
-    if config.noise == 0:
-        raise ValueError("with no label noise the realisable global minimum stays at Q = R = T for every lr, on the "
-                         "boundary of the Gram-matrix cone where the ODE has no Jacobian; set a label noise > 0")
-    Q, R = fixed_point_near(Q, R, T, config.lr, config.noise)
-    return continue_fixed_point(Q, R, T, config.lr, float(lr_max), True, config.noise, ds=ds, max_steps=max_steps)
+    return branch_from(Q, R, T, config.lr, float(lr_max), config.noise, ds=ds, max_steps=max_steps, from_critical=True)

@@ -45,7 +45,7 @@ def _start(args, config):
 
 def _bifurcation(args):
     from ..catalogues.bifurcation import bifurcation_dict
-    from ..critical_points.continuation import continue_fixed_point, fixed_point_near
+    from ..critical_points.continuation import branch_from
 
     config = read_config(args.config)
     if not config.eta2:
@@ -55,10 +55,8 @@ def _bifurcation(args):
         raise ValueError(f"--lr-max {args.lr_max} must be above the config's lr {config.lr}")
     T = config.teacher_matrix()
     Q, R, from_critical = _start(args, config)
-    if from_critical:
-        Q, R = fixed_point_near(Q, R, T, config.lr, config.noise)
-    branch = continue_fixed_point(Q, R, T, config.lr, args.lr_max, True, config.noise, ds=args.ds,
-                                  max_steps=args.max_steps)
+    branch = branch_from(Q, R, T, config.lr, args.lr_max, config.noise, ds=args.ds, max_steps=args.max_steps,
+                         from_critical=from_critical)
     result = bifurcation_dict([branch]) | {"message": branch.message}
     if args.out:
         try:

@@ -24,8 +24,14 @@ arclength from the first of them, each trial point corrected onto the branch:
 Stability at every point is that of :func:`landscape.critical_points.stability.fixed_point_stability`
 (the Jacobian is computed once per point and serves the tangent, the corrector and the eigenvalues).
 The branch needs the point inside the cone of Gram matrices (see the stability module): with
-label noise the fixed points of the full ODE are; the realisable global minimum without noise
-(``Q = R = T`` for every ``lr``) is on the boundary and cannot be continued this way.
+label noise the fixed points of the full ODE are, and so are those next to the spurious minima
+without it; the realisable global minimum without noise (``Q = R = T`` for every ``lr``) is on the
+boundary, and :mod:`landscape.critical_points.realisable` gives its branch (:func:`continue_fixed_points`
+uses it for such starts).
+
+The Jacobian at each point is that of :func:`landscape.dynamics.jacobian.right_hand_side` (Price
+derivatives of the four-point term, compiled) and the corrector's residuals use the same exact
+right-hand side; the corrector improves the previous point's Jacobian by Broyden updates.
 
 Section 3.1 of docs/theory.md (pseudo-arclength continuation; Keller 1977).
 """
@@ -37,20 +43,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..dynamics.jacobian import overlaps_from_state, right_hand_side, state_vector
 from ..dynamics.ode import ode_velocity
 from ..kernels.overlaps import validate_overlaps
-from ..model.loss import gradient_flow_velocity, loss_from_overlaps
+from ..model.loss import loss_from_overlaps
 from ..status import StatusEnum
 from .parallel import chunked, run_chunks
-from .stability import (
-    _check_lr,
-    _check_noise,
-    _inside_cone,
-    _jacobian,
-    overlaps_from_state,
-    stability_from_jacobian,
-    state_vector,
-)
+from .stability import _check_lr, _check_noise, _inside_cone, stability_from_jacobian
 
 __all__ = [
     "BranchStatus",
@@ -60,13 +59,15 @@ __all__ = [
     "FIXED_POINT_TOL",
     "continue_fixed_point",
     "continue_fixed_points",
+    "branch_from",
     "fixed_point_near",
     "global_minimum_start",
 ]
 
 #: A start is accepted as a fixed point when ``|F| = |dx/dt| / lr`` is below this; it is then polished.
 FIXED_POINT_TOL = 1e-6
-_NEWTON_TOL = 1e-11
+#: Corrector tolerance on |F| = |dx/dt| / lr (flows count as converged at 1e-8).
+_NEWTON_TOL = 1e-10
 _EVENT_LR_TOL = 1e-8
 _MAX_CORRECTOR = 8
 #: A fixed point found by Newton from a critical point counts as next to it when no student-teacher
@@ -174,15 +175,13 @@ class _Problem:
 
     def residual(self, x, lr):
         Q, R = overlaps_from_state(x, self.K, self.M)
-        return state_vector(*ode_velocity(Q, R, self.T, lr, self.eta2, self.noise)) / lr
+        return right_hand_side(Q, R, self.T, lr, self.eta2, self.noise, jacobian=False).velocity / lr
 
     def point(self, x, lr):
         """The Jacobian ``[F_x | F_lr]`` (N, N + 1) and the stability at a point on the branch."""
         Q, R = overlaps_from_state(x, self.K, self.M)
-        jacobian = _jacobian(Q, R, self.T, lr, self.eta2, self.noise)
-        F = state_vector(*ode_velocity(Q, R, self.T, lr, self.eta2, self.noise)) / lr
-        gradient = state_vector(*gradient_flow_velocity(Q, R, self.T))
-        return np.column_stack([jacobian / lr, (F - gradient) / lr]), stability_from_jacobian(jacobian)
+        rhs = right_hand_side(Q, R, self.T, lr, self.eta2, self.noise)
+        return np.column_stack([rhs.jacobian / lr, rhs.phi]), stability_from_jacobian(rhs.jacobian)
 
     def inside(self, x):
         Q, R = overlaps_from_state(x, self.K, self.M)
@@ -200,12 +199,16 @@ def _tangent(augmented, previous):
 
 
 def _correct(problem, guess, tangent, anchor, augmented):
-    """Chord-Newton onto ``F = 0`` within the hyperplane ``tangent . (y - anchor) = 0``; ``y = (x, lr)``.
+    """Quasi-Newton onto ``F = 0`` within the hyperplane ``tangent . (y - anchor) = 0``; ``y = (x, lr)``.
 
+    Starts from the Jacobian of the previous branch point and improves it by Broyden's rank-one
+    updates from the residuals it evaluates: the chord method alone contracted slowly where the
+    Jacobian changes fast along the branch (near folds), which kept the steps small.
     Returns the corrected ``y`` and the iterations, or ``(None, iterations)`` on failure.
     """
     system = np.vstack([augmented, tangent])
     y, previous = guess.copy(), np.inf
+    F_old, move = None, np.zeros(guess.size)
     for iteration in range(1, _MAX_CORRECTOR + 1):
         if y[-1] <= 0 or not problem.inside(y[:-1]):
             return None, iteration
@@ -216,8 +219,11 @@ def _correct(problem, guess, tangent, anchor, augmented):
             return None, iteration
         if size < _NEWTON_TOL:
             return y, iteration
-        previous = size
-        y = y - np.linalg.solve(system, np.concatenate([F, [tangent @ (y - anchor)]]))
+        if F_old is not None:  # Broyden: the secant condition on the last step (the tangent row is exact)
+            system[:-1] += np.outer(F - F_old - system[:-1] @ move, move) / (move @ move)
+        previous, F_old = size, F
+        move = -np.linalg.solve(system, np.concatenate([F, [tangent @ (y - anchor)]]))
+        y = y + move
     return None, _MAX_CORRECTOR
 
 
@@ -313,7 +319,8 @@ def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps
     if not _inside_cone(Q, R, T):
         raise ValueError("the branch cannot start: the point lies on the boundary of the Gram-matrix cone "
                          "(students inside the teacher span, e.g. the realisable global minimum without label "
-                         "noise), where the ODE has no Jacobian; add label noise")
+                         "noise), where the ODE has no Jacobian (the realisable minimum without noise has its own branch: "
+                         "landscape.critical_points.realisable)")
     residual = float(np.linalg.norm(state_vector(*ode_velocity(Q, R, T, lr, True, noise)))) / lr
     if not residual < FIXED_POINT_TOL:
         raise ValueError(f"the point is not a fixed point of the ODE at lr = {lr}: |dx/dt| / lr = {residual:.2e} "
@@ -408,7 +415,7 @@ def _follow(problem, y, lr_max, lr_min, ds_max, max_steps):
         if y[-1] < lr_min and any(e.kind is EventKind.FOLD for e in events):
             status = BranchStatus.RETURNED
             break
-        ds = min(ds_max, ds * (1.5 if iterations <= 4 else 0.7 if iterations >= 7 else 1.0))
+        ds = min(ds_max, ds * (1.5 if iterations <= 5 else 0.7 if iterations >= 7 else 1.0))
     if status is BranchStatus.STEP_TOO_SMALL and not problem.inside(y[:-1] + 1e-3 * tangent[:-1]):
         status = BranchStatus.LEFT_CONE
     return _branch(problem, record, events, status)
@@ -481,8 +488,6 @@ def _newton_from_inside(Q, R, T, lr, noise):
     """Newton's method in ``(Q, R)`` from the critical point with the student norms inflated out of the
     teacher span (the label noise does that to the fixed point; Newton needs a start inside the cone).
     Returns ``(Q, R)`` or None. Much faster than the weight-space search of ``ode_fixed_point``."""
-    if noise <= 0:
-        return None
     problem = _Problem(T, True, noise)
     problem.K, problem.M = R.shape
     scale = float(np.mean(np.diag(T)))
@@ -528,13 +533,30 @@ def fixed_point_near(Q, R, T, lr, noise):
                      f"({result.message})")
 
 
+def branch_from(Q, R, T, lr, lr_max, noise, lr_min=None, ds=0.05, max_steps=400, from_critical=False):
+    """The branch of one start: the realisable minimum without label noise by
+    :func:`landscape.critical_points.realisable.realisable_branch`, any other point by
+    :func:`continue_fixed_point` (from the fixed point next to it if ``from_critical``).
+
+    Raises
+    ------
+    ValueError
+        If the branch cannot start (see :func:`continue_fixed_point`, :func:`fixed_point_near`).
+    """
+    from .realisable import REALISABLE_LOSS, realisable_branch
+
+    if noise == 0 and loss_from_overlaps(Q, R, T) < REALISABLE_LOSS:  # a fixed point at every lr
+        return realisable_branch(Q, R, T, lr, lr_max)
+    if from_critical:
+        Q, R = fixed_point_near(Q, R, T, lr, noise)
+    return continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps)
+
+
 def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps, from_critical):
     branches = []
     for Q, R in zip(Q0, R0):
         try:
-            if from_critical:
-                Q, R = fixed_point_near(Q, R, T, lr, noise)
-            branches.append(continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps))
+            branches.append(branch_from(Q, R, T, lr, lr_max, noise, lr_min, ds, max_steps, from_critical))
         except ValueError as error:  # a branch that cannot start is reported, not raised, in a batch
             branches.append(str(error))
     return branches

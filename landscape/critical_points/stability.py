@@ -7,12 +7,10 @@ the coordinates of the ODE itself, with the rotations of the input space already
 :func:`ode_jacobian` is the ``N x N`` Jacobian of ``dx/dt`` (the full right-hand side
 :func:`landscape.dynamics.ode.ode_velocity`, ``eta^2`` term and label noise included).
 
-It is computed by central differences of the compiled right-hand side along each coordinate
-direction, with the carried four-point expectations moved along with the overlaps by their
-Price's-theorem derivatives (:mod:`landscape.dynamics.fourpoint_flow`): the four-point term is then
-differentiated without any quadrature, and the only quadrature is the one that gives the exact
-four-point values at the point. Where two units are (nearly) aligned the carried derivatives do not
-apply and the quadrature right-hand side is differenced instead.
+It is computed by :func:`landscape.dynamics.jacobian.right_hand_side`: the four-point term's
+derivatives by Price's theorem (compiled, no quadrature away from the point), the gradient-flow
+part by central differences; where two units are (nearly) aligned, by differences of the
+quadrature right-hand side.
 
 Where the Jacobian exists
 -------------------------
@@ -44,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..dynamics.ode_solvers import ode_velocity
+from ..dynamics.jacobian import STEP, overlaps_from_state, right_hand_side, state_vector
 from ..kernels.fourpoint import unchecked_finite_lr_expectation
 from ..kernels.overlaps import validate_overlaps
 from .hessian import hessian_spectrum
@@ -58,11 +56,10 @@ __all__ = [
     "lr_derivative",
     "fixed_point_stability",
     "stability_from_jacobian",
+    "stability_from_spectrum",
     "gradient_flow_eigenvalues",
 ]
 
-#: Relative step of the central differences (error ~ step^2 times the third derivative).
-_STEP = 1e-5
 #: Eigenvalues with ``|Re| <= _ZERO_TOL * max(1, max |lambda|)`` are zero: neither attracting nor repelling.
 _ZERO_TOL = 1e-7
 #: Smallest eigenvalue of the Schur complement ``Q - R T^+ R^T`` (relative) inside the cone.
@@ -76,6 +73,8 @@ class StabilityStatus(enum.Enum):
 
     JACOBIAN = "eigenvalues of the ODE Jacobian in (Q, R)"
     HESSIAN = "gradient-flow regime: (Q, R) linearisation from the exact Hessian of L, exact zero modes removed"
+    REALISABLE = ("realisable minimum without label noise: gradient flow inside the teacher span, the "
+                  "out-of-span block of docs/theory.md eq. (3.10) outside it")
     BOUNDARY = ("the point lies on the boundary of the Gram-matrix cone, where the (Q, R) right-hand side "
                 "has no Jacobian; stability not decided")
 
@@ -134,36 +133,13 @@ class Stability:
             raise ValueError(f"not a stability record: {error!r}") from None
 
 
-def state_vector(Q, R):
-    """``x = (Q_kl for k <= l, R)`` of shape (N,), the coordinates of :func:`ode_jacobian`."""
-    Q, R = np.asarray(Q, dtype=float), np.asarray(R, dtype=float)
-    return np.concatenate([Q[np.triu_indices(Q.shape[0])], R.ravel()])
-
-
-def overlaps_from_state(x, K, M):
-    """Inverse of :func:`state_vector`: ``Q`` (K, K) symmetric and ``R`` (K, M)."""
-    upper = np.triu_indices(K)
-    n = upper[0].size
-    Q = np.zeros((K, K))
-    Q[upper] = x[:n]
-    Q = Q + np.triu(Q, 1).T
-    return Q, np.asarray(x[n:], dtype=float).reshape(K, M)
-
-
 def _inside_cone(Q, R, T):
     spanned = R @ np.linalg.pinv(T) @ R.T
     schur = np.linalg.eigvalsh(0.5 * (Q - spanned + (Q - spanned).T))
     return schur.size == 0 or schur[0] > _CONE_TOL * max(1.0, float(np.max(np.diag(Q))))
 
 
-def _unit_direction(index, K, M):
-    x = np.zeros(K * (K + 1) // 2 + K * M)
-    x[index] = 1.0
-    dQ, dR = overlaps_from_state(x, K, M)
-    return dQ, dR
-
-
-def ode_jacobian(Q, R, T, lr, eta2=True, noise=0.0, step=_STEP):
+def ode_jacobian(Q, R, T, lr, eta2=True, noise=0.0, step=STEP):
     """Jacobian of the ODE right-hand side in the coordinates ``x = (Q_kl (k <= l), R)``.
 
     Parameters
@@ -201,26 +177,8 @@ def ode_jacobian(Q, R, T, lr, eta2=True, noise=0.0, step=_STEP):
     return _jacobian(Q, R, T, lr, bool(eta2), noise, step)
 
 
-def _jacobian(Q, R, T, lr, eta2, noise, step=_STEP):
-    # Central differences of the numpy right-hand side (the four-point term by quadrature). The
-    # compiled right-hand side integrates student rows (landscape.dynamics.span), not (Q, R), so
-    # differencing it in these coordinates would need the map from overlaps to rows and back.
-    K, M = R.shape
-    N = K * (K + 1) // 2 + K * M
-    h = step * max(1.0, float(np.max(np.abs(state_vector(Q, R)))))
-    jacobian = np.empty((N, N))
-    for column in range(N):
-        dQ, dR = _unit_direction(column, K, M)
-        plus = ode_velocity(Q + h * dQ, R + h * dR, T, lr, eta2, noise)
-        minus = ode_velocity(Q - h * dQ, R - h * dR, T, lr, eta2, noise)
-        jacobian[:, column] = (state_vector(*plus) - state_vector(*minus)) / (2 * h)
-    return jacobian
-    for column in range(N):  # aligned units: the quadrature, differenced
-        dQ, dR = _unit_direction(column, K, M)
-        plus = ode_velocity(Q + h * dQ, R + h * dR, T, lr, eta2, noise)
-        minus = ode_velocity(Q - h * dQ, R - h * dR, T, lr, eta2, noise)
-        jacobian[:, column] = (state_vector(*plus) - state_vector(*minus)) / (2 * h)
-    return jacobian
+def _jacobian(Q, R, T, lr, eta2, noise, step=STEP):
+    return right_hand_side(Q, R, T, lr, eta2, noise, step=step).jacobian
 
 
 def lr_derivative(Q, R, T, lr, eta2=True, noise=0.0):
@@ -250,6 +208,11 @@ def stability_from_jacobian(jacobian, n_zero_modes=0):
     """
     values = np.linalg.eigvals(np.asarray(jacobian, dtype=float))
     return _stability(values, n_zero_modes, StabilityStatus.JACOBIAN)
+
+
+def stability_from_spectrum(eigenvalues, status):
+    """:class:`Stability` from the eigenvalues (N,) of a linearisation obtained another way (``status`` says how)."""
+    return _stability(eigenvalues, 0, status)
 
 
 def _stability(values, n_zero_modes, status):

@@ -66,8 +66,10 @@ def bifurcation_figure(branches, events, selected=None, names=None):
                 line=dict(color=colour, dash="solid" if is_stable else "dash", width=2.5 if is_stable else 1.8),
                 # Invisible markers: they carry the hover and the click; visible ones, as dense as the
                 # branch's points, drew the dashed lines solid.
-                marker=dict(size=8, color=colour, opacity=0.0), name=f"{name}: {'attractive' if is_stable else 'unstable'}",
-                legendgroup=f"{number}-{is_stable}", showlegend=piece < 2,
+                # One legend entry per branch (solid/dashed is explained beside the figure): with
+                # every minimum of a catalogue, two entries each pushed the legend over the axis title.
+                marker=dict(size=8, color=colour, opacity=0.0), name=name, legendgroup=str(number),
+                showlegend=piece == 0,
                 customdata=np.column_stack([np.full(index.size, number), index, top[a:b]]),
                 hovertemplate="lr = %{x:.6f}<br>L = %{y:.4e}<br>max Re λ = %{customdata[2]:.3e}"
                               f"<br>{'attractive' if is_stable else 'unstable'}<extra>point %{{customdata[1]}}</extra>",
@@ -91,11 +93,16 @@ def bifurcation_figure(branches, events, selected=None, names=None):
         ))
     figure.update_layout(
         xaxis_title="learning rate η", yaxis_title=LOSS_TITLE, hovermode="closest",
-        margin=dict(l=70, r=30, t=40, b=60), legend=dict(orientation="h", y=-0.2), height=460,
+        margin=dict(l=70, r=30, t=40, b=60), legend=dict(orientation="h", y=-0.2),
+        height=460 + 24 * max(len(branches) - 2, 0),
         title="Fixed points of the SGD ODE against the learning rate",
     )
-    # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
-    figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
+    losses = [value for branch in branches for value in branch["loss"]]
+    if losses and min(losses) > 0:
+        # One label per decade (Streamlit's theme draws a label at every digit of a log axis otherwise).
+        figure.update_yaxes(type="log", exponentformat="power", dtick=1, minor=dict(ticks="", showgrid=False))
+    else:  # a linear axis: the realisable minimum without label noise has loss 0 at every lr (no log)
+        figure.update_yaxes(rangemode="tozero")
     return figure
 
 

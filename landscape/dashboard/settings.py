@@ -222,6 +222,8 @@ PAGE_SETTINGS = {
     ),
     "learning-rate": (
         _float("lrmax", "continue up to lr", 2.0, 0.01, 20.0, "End of the branch in the learning rate."),
+        _int("bbranch", "selected branch", 0, 0, 1_000, "Branch (minimum of the catalogue) whose point is shown "
+             "(click the diagram)."),
         _int("bpoint", "selected branch point", 0, 0, 100_000, "Point of the branch whose overlaps and spectrum are "
              "shown (click the diagram)."),
         Setting("lrsgd", "direct SGD at finite d", "bool", False,

@@ -683,3 +683,49 @@ def carried_margin(y, model):
             if b != a:
                 margin = min(margin, 1.0 - abs(omega[a, b]) / math.sqrt(omega[a, a] * omega[b, b]))
     return margin
+
+
+# ------------------------------------------------------------- derivatives at one point
+
+
+@_jit
+def finite_lr_term_derivatives(omega, state, directions, noise, K, tables, step):
+    """The ``eta^2`` expectation at the joint overlaps ``omega`` (n, n) and its derivatives along
+    ``directions`` (n_dir, n, n) of ``omega`` (for the Jacobian of the ODE in ``(Q, R)``).
+
+    ``state`` is the exact carried ``(P4, F)`` at ``omega`` (the quadrature of
+    :meth:`landscape.dynamics.fourpoint_flow.CarriedFourPoint.initial_state`). Each derivative is a
+    central difference of :func:`_finite_lr_term` with step ``step`` in which the carried state
+    moves by its Price's-theorem derivatives (:func:`_carried_rates`, linear in the state, so no
+    quadrature away from the point); the closed forms of the quadruples with a repeated unit and
+    the standard deviations are differenced (error ``~ step^2``).
+
+    Returns
+    -------
+    value : ndarray, shape (K, K)
+    derivatives : ndarray, shape (n_dir, K, K)
+    """
+    sd, corr = _correlations(omega)
+    value = _finite_lr_term(sd, corr, state, K, noise, tables)
+    n_dir, n = directions.shape[0], omega.shape[0]
+    derivatives = np.empty((n_dir, K, K))
+    state_rate = np.zeros(state.size)
+    moved_state = np.empty(state.size)
+    moved = np.empty((n, n))
+    for d in range(n_dir):
+        _carried_rates(sd, corr, directions[d], state, tables, state_rate)
+        for a in range(K):
+            for b in range(K):
+                derivatives[d, a, b] = 0.0
+        for sign in (1.0, -1.0):
+            for a in range(n):
+                for b in range(n):
+                    moved[a, b] = omega[a, b] + sign * step * directions[d, a, b]
+            for a in range(state.size):
+                moved_state[a] = state[a] + sign * step * state_rate[a]
+            moved_sd, moved_corr = _correlations(moved)
+            term = _finite_lr_term(moved_sd, moved_corr, moved_state, K, noise, tables)
+            for a in range(K):
+                for b in range(K):
+                    derivatives[d, a, b] += sign * term[a, b] / (2.0 * step)
+    return value, derivatives
