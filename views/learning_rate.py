@@ -5,6 +5,7 @@ import json
 
 import streamlit as st
 
+from landscape.catalogues.costs import branch_cost
 from landscape.dashboard.bifurcation_figures import bifurcation_figure, eigenvalue_figure
 from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure
 from landscape.dynamics.trajectory import FlowStatus
@@ -101,7 +102,8 @@ def main():
     if lr_max <= config.lr:
         st.error(f"Continue up to lr = {lr_max:g} must be above the sidebar's learning rate {config.lr:g}.")
         return
-    over = current.caps.branch_violations(config)
+    over = current.caps.branch_violations(config) or current.caps.over_budget(
+        f"continuing the global minimum in lr at K = {config.K}, M = {config.M}", branch_cost(config.K, config.M))
     if over:
         st.error(" ".join(over))
         return

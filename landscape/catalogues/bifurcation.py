@@ -114,7 +114,7 @@ def catalogue_bifurcation(catalogue, lr_max, noise=None, lr=None, lr_min=None, d
     return Bifurcation(branches, points, skipped, bool(branches), status, message)
 
 
-def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
+def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400, should_stop=None):
     """The branch of the fixed point next to the global minimum, from ``config.lr`` to ``lr_max``.
 
     Parameters
@@ -124,8 +124,9 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
         whatever ``config.eta2`` says: without it nothing depends on lr).
     lr_max : float
         End of the branch (above ``config.lr``).
-    ds, max_steps
-        See :func:`landscape.critical_points.continuation.continue_fixed_point`.
+    ds, max_steps, should_stop
+        See :func:`landscape.critical_points.continuation.continue_fixed_point` (``should_stop``
+        returning True ends the continuation with :class:`landscape.status.Stopped`).
 
     Returns
     -------
@@ -147,4 +148,5 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
         raise ValueError("with no label noise the realisable global minimum stays at Q = R = T for every lr, on the "
                          "boundary of the Gram-matrix cone where the ODE has no Jacobian; set a label noise > 0")
     Q, R = fixed_point_near(Q, R, T, config.lr, config.noise)
-    return continue_fixed_point(Q, R, T, config.lr, float(lr_max), True, config.noise, ds=ds, max_steps=max_steps)
+    return continue_fixed_point(Q, R, T, config.lr, float(lr_max), True, config.noise, ds=ds, max_steps=max_steps,
+                                should_stop=should_stop)

@@ -32,6 +32,7 @@ Section 3.1 of docs/theory.md (pseudo-arclength continuation; Keller 1977).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ from numpy.typing import ArrayLike
 from ..dynamics.ode import ode_velocity
 from ..kernels.overlaps import validate_overlaps
 from ..model.loss import gradient_flow_velocity, loss_from_overlaps
-from ..status import StatusEnum
+from ..status import StatusEnum, check_should_stop, stop_if_asked
 from .parallel import chunked, run_chunks
 from .stability import (
     _check_lr,
@@ -323,7 +324,7 @@ def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps
 
 def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr_max: float, eta2: bool = True,
                          noise: float = 0.0, lr_min: float | None = None, ds: float = 0.05,
-                         max_steps: int = 400) -> Branch:
+                         max_steps: int = 400, should_stop: Callable[[], bool] | None = None) -> Branch:
     """Continue a fixed point of the full ODE in the learning rate, through folds, with its stability.
 
     Parameters
@@ -345,6 +346,9 @@ def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr
     ds : float, optional
         Largest arclength step in ``(x, lr)``.
     max_steps : int, optional
+    should_stop : callable, optional
+        Called before every step; True stops the continuation with :class:`landscape.status.Stopped`
+        (the dashboard's visitor has left).
 
     Returns
     -------
@@ -356,17 +360,20 @@ def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr
     ValueError
         If the input is out of range, the point is not a fixed point within ``FIXED_POINT_TOL``, or it is on the
         boundary of the cone (the branch cannot start).
+    Stopped
+        When ``should_stop()`` returns True.
     """
     Q, R, T, lr, lr_max, lr_min, noise = _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps)
+    check_should_stop(should_stop)
     problem = _Problem(T, True, noise)
     problem.K, problem.M = R.shape
     x = _polish(problem, state_vector(Q, R), lr)
     if x is None:
         raise ValueError(f"the branch cannot start: Newton's method does not converge from this point at lr = {lr}")
-    return _follow(problem, np.append(x, lr), lr_max, lr_min, float(ds), int(max_steps))
+    return _follow(problem, np.append(x, lr), lr_max, lr_min, float(ds), int(max_steps), should_stop)
 
 
-def _follow(problem, y, lr_max, lr_min, ds_max, max_steps):
+def _follow(problem, y, lr_max, lr_min, ds_max, max_steps, should_stop=None):
     augmented, stability = problem.point(y[:-1], y[-1])
     direction = np.zeros(y.size)
     direction[-1] = 1.0
@@ -376,6 +383,7 @@ def _follow(problem, y, lr_max, lr_min, ds_max, max_steps):
     ds, s, status = 0.25 * ds_max, 0.0, BranchStatus.MAX_STEPS
     events = []
     while len(record.y) < max_steps:
+        stop_if_asked(should_stop, "continuation in lr")  # each step costs a Jacobian: not for nobody
         guess = y + ds * tangent
         new, iterations = _correct(problem, guess, tangent, guess, augmented)
         if new is None:
