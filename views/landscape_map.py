@@ -11,7 +11,7 @@ from landscape.catalogues.costs import connection_cost
 from landscape.catalogues.disconnectivity import disconnectivity_tree
 from landscape.dashboard import catalogue_key
 from landscape.dashboard.catalogues import MAP_CLIMB_MODES, MAP_MAX_INDEX
-from landscape.dashboard.figures import overlap_heatmaps_figure
+from landscape.dashboard.figures import overlap_heatmaps_figure, presentation_figure
 from landscape.dashboard.map_figures import disconnectivity_figure, pass_figure
 from landscape.status import Stopped
 from views import common
@@ -144,6 +144,8 @@ def main():
         st.session_state[_SELECTED] = saddles[0]
     selected = st.session_state.get(_SELECTED)
     figure = disconnectivity_figure(tree, {i: points[i].index for i in saddles}, selected=selected)
+    if st.session_state.get(common.PRESENT_KEY):  # clickable, so not common.chart: enlarge it the same way
+        figure = presentation_figure(figure)
     st.plotly_chart(figure, key="map_tree", on_select=_clicked, selection_mode="points", theme="streamlit",
                     config={"displaylogo": False})
     st.caption(f"{tree.message}. Leaves are minima (line width: basin fraction, the share of random starts "
