@@ -116,6 +116,19 @@ def test_the_estimate_of_a_flow_is_the_order_of_its_right_hand_sides(K, eta2):
         _within_ten(estimate, measured)
 
 
+def test_eta2_flows_at_a_small_learning_rate_are_priced_by_their_quadrature_stretch():
+    # Issue 18: /flows?eta2=true&lr=0.1&tmax=3000 at the default K = M = 4 ran for over 51 CPU s
+    # (33,436 four-point quadratures, unfinished): near the teacher the flow hands over to the
+    # quadrature, and that stretch grows as lr shrinks. lr = 0.5 converged in 4.7 CPU s, and
+    # lr = 0.1 up to t = 1000 (before the handover) took 0.4 CPU s.
+    caps = DemoCaps()
+    slow = RunConfig(K=4, M=4, eta2=True, lr=0.1, t_max=3000.0)
+    assert caps.over_budget("", flow_cost(slow))
+    assert not caps.over_budget("", flow_cost(slow.replace(lr=0.5)))
+    assert not caps.over_budget("", flow_cost(slow.replace(t_max=100.0)))
+    assert flow_cost(slow).operations > 10 * flow_cost(slow.replace(lr=0.5)).operations
+
+
 def test_a_spectrum_costs_the_same_at_every_d_and_its_memory_is_estimated():
     # The exact spectrum never forms the K d x K d Hessian (the bulk is one eigenvalue with
     # multiplicity d - r): d = 1e9 must cost what d = 100 costs.

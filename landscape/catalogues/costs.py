@@ -36,6 +36,9 @@ _ANSATZ_GRADIENTS = 830.0
 _DESCENT_GRADIENTS = 25.0
 #: Right-hand sides of one ODE flow to convergence: ``_FLOW_EVALUATIONS * K**1.3`` (fit to K = 2..12).
 _FLOW_EVALUATIONS = 600.0
+#: ``t_max * lr`` beyond which an ``eta^2`` flow may reach the quadrature stretch near the teacher (the
+#: handover came at t lr = 70 to 160 in the flows measured).
+_HANDOVER_TIME_LR = 50.0
 #: One evaluation of the four-point ``eta^2`` term per set of four distinct units (6 pairs x 43 nodes).
 _FOUR_POINT_SET = 5e3
 #: Bytes of one number.
@@ -91,17 +94,26 @@ def velocity_operations(K: int, M: int, eta2: bool) -> float:
 def flow_cost(config, runs: int = 1) -> Cost:
     """Cost of ``runs`` ODE flows of ``config`` (Flows page: the run and the phase portrait's seeds).
 
-    Gradient flow is the compiled solver (``3 K (K + M)^2`` per right-hand side); with ``eta2`` the
-    last stretch near the teacher is integrated with the four-point quadrature, counted here for
-    every step (an upper bound). The trajectory holds 400 output times of ``K^2 + K M`` numbers.
+    The compiled solver integrates (``3 K (K + M)^2`` per right-hand side, and with ``eta2`` a
+    compiled term per set of four distinct units). With ``eta2``, a flow that comes near the teacher
+    (after a time of order ``50 / lr``) hands its last stretch to the four-point quadrature, and that
+    stretch takes more right-hand sides the smaller ``lr`` is: at K = M = 4 and t_max = 3000, lr = 0.5
+    converged after 4,265 in 4.7 CPU s, lr = 0.1 had used 33,436 quadratures and 51 CPU s and was still
+    running. Such flows are priced with every right-hand side by quadrature, ``(0.5 / lr)^2`` times as
+    many (a bound for a budget, not a prediction). The trajectory holds 400 output times.
     """
     require_run_config(config)
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive whole number, got {runs!r}")
     K, M = config.K, config.M
     evaluations = _FLOW_EVALUATIONS * K ** 1.3
-    per_run = evaluations * velocity_operations(K, M, config.eta2)
+    per_evaluation = velocity_operations(K, M, False) + (200.0 * comb(K + M, 4) if config.eta2 else 0.0)
+    if config.eta2 and config.t_max * config.lr > _HANDOVER_TIME_LR:
+        evaluations *= (0.5 / min(config.lr, 0.5)) ** 2
+        per_evaluation = velocity_operations(K, M, True)
     # 400 output times of Q and R, and the dense output: 8 coefficient rows per accepted step (one in 12 evaluations).
     memory = _FLOAT * (400 * (K * K + K * M) * 4 + evaluations / 12 * 8 * K * (K + M))
-    return Cost(runs * per_run, memory)
+    return Cost(runs * evaluations * per_evaluation, memory)
 
 
 def spectrum_cost(K: int, M: int, d: int) -> Cost:
@@ -122,7 +134,8 @@ def catalogue_cost(config, starts: int, regime: str = "gradient_flow") -> Cost:
     Gradient flow: each start's search takes ``~23 K^2`` batched gradients in the span of dimension
     ``K + M``, the ansatz search ``~830 K^2``, and every distinct point (at most about
     ``min(starts, 2 K) + K``) a Hessian spectrum. Finite lr: each start is an ODE flow with the
-    four-point term, then Newton's method with Jacobians by differences.
+    four-point term, then Newton's method with Jacobians by differences (1.5 CPU s measured for 8 starts at
+    K = M = 2, estimated 2.5e9).
     """
     require_run_config(config)
     if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
@@ -138,7 +151,9 @@ def catalogue_cost(config, starts: int, regime: str = "gradient_flow") -> Cost:
     if regime != "finite_lr":
         raise ValueError(f"regime must be 'gradient_flow' or 'finite_lr', got {regime!r}")
     unknowns = K * (K + 1) // 2 + K * M
-    per_start = (_FLOW_EVALUATIONS * K ** 1.3 + 10 * 2 * unknowns) * velocity_operations(K, M, True)
+    # The flow runs compiled (a tenth of its right-hand sides priced at the quadrature's cost); Newton's
+    # method takes up to 20 Jacobians by central differences with the quadrature.
+    per_start = (_FLOW_EVALUATIONS * K ** 1.3 / 10 + 20 * 2 * unknowns) * velocity_operations(K, M, True)
     return cost + Cost(starts * per_start, _FLOAT * 4 * unknowns ** 2)
 
 
