@@ -60,35 +60,42 @@ def _check_link(page, caps):
 
     In demo mode a value over a cap is replaced by the cap, with a warning. A link is read when a
     session opens a page for the first time; later the widgets own the URL.
+
+    A bound widget seeds itself from the query string the run *started* with, before any check of
+    ours: ``?K=1e400`` raised OverflowError inside Streamlit's number_input (int(inf)). So a link we
+    change (a refused value removed, a value over a cap or a ``?config=`` replaced) is written to
+    ``st.query_params`` and the script reruns at once, before any widget exists: the rerun starts
+    from the corrected query string (public API only; no Streamlit private is touched).
     """
     checked = st.session_state.setdefault("_link_checked", set())
     if page in checked:
         return
     checked.add(page)
+    opened = "config" in st.query_params
     shared = _open_shared_config()
     check = check_query(st.query_params.to_dict(), SIDEBAR_SETTINGS + PAGE_SETTINGS[page])
     clamped, clamp_warnings = caps.clamp_link(check.values)
     for key, value in clamped.items():
         st.query_params[key] = str(value)
-    _forget_initial_params(clamped)
-    if check.success and not clamped and not shared:
+    if check.success and not clamped and not opened:
         return
     shown = st.session_state.setdefault(_WARNINGS, [])
     shown.extend(w for w in shared + check.warnings + clamp_warnings if w not in shown)
     for key in check.rejected:
         # Out of the address bar: it must not keep a value we refused.
         del st.query_params[key]
-    _forget_initial_params(check.rejected)
     texts = [key for key in check.rejected if setting(key).kind == "text"]
     if texts:
         st.session_state[_RESETS] = texts
+    if clamped or check.rejected or opened:
+        st.rerun()  # widgets are seeded from the corrected link, not the one the run started with
 
 
 def _open_shared_config():
     """``?config=<RunConfig.to_share_string()>``: replace it by the settings it holds; warnings if any.
 
     The share string is what the Python API calls a link; the app now opens it. Parameters given
-    next to it are overridden by the config's settings.
+    next to it are overridden by the config's settings (the caller reruns so widgets see them).
     """
     text = st.query_params.get("config")
     if text is None:
@@ -97,29 +104,7 @@ def _open_shared_config():
     del st.query_params["config"]
     for key, value in params.items():
         st.query_params[key] = value
-    _forget_initial_params({"config": None, **params})
     return warnings
-
-
-def _forget_initial_params(keys):
-    """Stop Streamlit seeding widgets from refused link values (``keys``; a dict gives replacements).
-
-    A bound number_input parses the page's *initial* query string itself, before our check can
-    replace the value: ``?K=1e400`` raised OverflowError inside Streamlit (int(inf)). No public
-    API clears that snapshot, so this reaches into the session's query-params object; if a
-    Streamlit release moves it, the refused value is still out of the address bar and the
-    AppTest of such a link fails, pointing here.
-    """
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    context = get_script_run_ctx()
-    initial = getattr(getattr(getattr(getattr(context, "session_state", None), "_state", None), "query_params", None),
-                      "_initial_query_params", None)
-    if isinstance(initial, dict):
-        for key in keys:
-            initial.pop(key, None)
-            if isinstance(keys, dict) and keys[key] is not None:  # seeded with the replacement
-                initial[key] = [str(keys[key])]
 
 
 def _apply_resets():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["StatusEnum"]
+__all__ = ["StatusEnum", "Stopped", "check_should_stop", "stop_if_asked"]
 
 
 class StatusEnum(enum.Enum):
@@ -19,3 +19,30 @@ class StatusEnum(enum.Enum):
     def code(self) -> str:
         """Short machine-readable name, e.g. ``converged``."""
         return self.name.lower()
+
+
+class Stopped(RuntimeError):
+    """Raised by a long computation when its ``should_stop`` callback returns True (nobody waits for it).
+
+    The dashboard passes a callback that is True once the page's visitor has left; the computation
+    checks it between steps and stops instead of finishing for nobody.
+    """
+
+
+def check_should_stop(should_stop):
+    """``should_stop`` if it is None or callable.
+
+    Raises
+    ------
+    ValueError
+        If it is neither.
+    """
+    if should_stop is not None and not callable(should_stop):
+        raise ValueError(f"should_stop must be callable (no arguments, True to stop), got {should_stop!r}")
+    return should_stop
+
+
+def stop_if_asked(should_stop, what):
+    """Raise :class:`Stopped` saying ``what`` stopped if ``should_stop()`` is True (None: never)."""
+    if should_stop is not None and should_stop():
+        raise Stopped(f"{what} stopped: nobody waits for it")

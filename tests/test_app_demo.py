@@ -7,7 +7,8 @@ a red page or a silently wrong view.
 import json
 
 import pytest
-from test_app import CATALOGUE_LINK, FAST, _app, _assert_clean, _figures, _texts
+from streamlit.testing.v1 import AppTest
+from test_app import APP, CATALOGUE_LINK, FAST, _app, _assert_clean, _figures, _texts
 
 
 def test_caps_do_not_apply_outside_demo_mode(monkeypatch):
@@ -95,3 +96,36 @@ def test_presentation_mode_by_link():
     assert any("stSidebar" in element.proto.body for element in at.get("html"))
     plain = _figures(_app(FAST))
     assert all("font" not in f["layout"] or "size" not in f["layout"]["font"] for f in plain)
+
+
+def test_in_demo_mode_a_catalogue_over_the_work_budget_is_refused_before_it_starts(monkeypatch):
+    # Issue 18: /critical-points?K=16&M=16&starts=200 offered to compute a catalogue of about 30 CPU s
+    # (at d = 16; over 150 s at d = 1000 on this machine), bounded only by the caps on K and starts.
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
+    link = {"K": "16", "M": "16", "starts": "200", "tmax": "30"}
+    at = _app(link, page="critical-points")
+    assert not at.exception
+    (error,) = _texts(at.error)
+    assert error.startswith("Refused: a gradient flow catalogue of 200 starts at K = 16, M = 16 needs about")
+    assert "LANDSCAPE_MAX_OPERATIONS" in error
+    assert not [b for b in at.button if b.label == "Compute the catalogue"]
+    # The server can raise the budget: then the page offers the button (nothing computed here).
+    monkeypatch.setenv("LANDSCAPE_MAX_OPERATIONS", "1e12")
+    at = _app(link, page="critical-points")
+    assert not at.error and [b for b in at.button if b.label == "Compute the catalogue"]
+
+
+def test_in_demo_mode_a_continuation_over_the_work_budget_is_refused(monkeypatch):
+    # K = M = 4 is within LANDSCAPE_MAX_BRANCH_K but its branch costs ~2e10 operations (31 CPU s
+    # measured up to lr = 20); a server with a smaller budget refuses it before any work.
+    monkeypatch.setenv("LANDSCAPE_DEMO", "1")
+    monkeypatch.setenv("LANDSCAPE_MAX_OPERATIONS", "1e9")
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in {"K": "4", "M": "4", "noise": "0.1", "eta2": "true", "tmax": "30", "runs": "1"}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("views/learning_rate.py").run()
+    assert not at.exception
+    (error,) = _texts(at.error)
+    assert error.startswith("Refused: continuing the global minimum in lr at K = 4, M = 4")
+    assert not _figures(at)

@@ -29,10 +29,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LINK = {"K": "3", "M": "2", "seed": "5", "tmax": "200", "runs": "2", "starts": "8"}
 QUERY = "&".join(f"{key}={value}" for key, value in LINK.items())
 PAGES = {"flows": "", "critical-points": "critical-points", "hessian-spectra": "hessian-spectra",
-         "families": "families", "learning-rate": "learning-rate", "theory": "theory"}
+         "landscape-map": "landscape-map", "families": "families", "learning-rate": "learning-rate", "theory": "theory"}
+TITLES = {"flows": "Flows", "critical-points": "Critical points", "hessian-spectra": "Hessian spectra",
+          "landscape-map": "Landscape map", "families": "Families", "learning-rate": "Learning rate", "theory": "Theory"}
 # The link has no label noise and K > M: the Learning rate page continues the spurious minima of the
 # catalogue if it has any (the split global minimum lies on the boundary of the cone), else says why not.
-FIGURES = {"flows": 4, "critical-points": 2, "hessian-spectra": 1, "families": 1, "learning-rate": 0, "theory": 0}
+# The Landscape map connects the link's catalogue on the page (seconds at K = 3): tree, pass and overlaps.
+FIGURES = {"flows": 4, "critical-points": 2, "hessian-spectra": 1, "landscape-map": 3, "families": 1,
+           "learning-rate": 0, "theory": 0}
+#: The projector width the issue asks for.
+WIDTH = 1400
 
 
 def _free_port():
@@ -100,7 +106,7 @@ def browser():
 
 def _wait_finished(page, timeout=90.0):
     """Wait for the first render, then until the 'Running...' status widget has been gone for a second."""
-    page.wait_for_selector('[data-testid="stSidebar"]', timeout=timeout * 1000)
+    page.wait_for_selector('[data-testid="stSidebar"]', state="attached", timeout=timeout * 1000)
     page.locator("h1").last.wait_for(timeout=timeout * 1000)
     deadline, quiet_since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -132,13 +138,11 @@ def _check_page(page, name):
 def test_shared_link_every_page_light_and_dark(server, browser):
     """Open the link on one page, then reach the others through the sidebar, as a reader would."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    titles = {"flows": "Flows", "critical-points": "Critical points", "hessian-spectra": "Hessian spectra",
-              "families": "Families", "learning-rate": "Learning rate", "theory": "Theory"}
     for scheme in ("light", "dark"):
-        context = browser.new_context(viewport={"width": 1440, "height": 2200}, color_scheme=scheme)
+        context = browser.new_context(viewport={"width": WIDTH, "height": 2200}, color_scheme=scheme)
         page = context.new_page()
         page.goto(f"{server}/?{QUERY}")
-        for name, title in titles.items():
+        for name, title in TITLES.items():
             if name != "flows":
                 page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
                 page.wait_for_url(f"**/{PAGES[name]}?**")
@@ -163,4 +167,20 @@ def test_a_link_to_a_page_and_a_malformed_link(server, browser):
     warning = page.locator('[data-testid="stAlertContentWarning"]').first.inner_text()
     assert "K='abc'" in warning and "default" in warning
     assert _number(page, "student units K") == "4" and _number(page, "teacher units M") == "2"
+    context.close()
+
+
+def test_presentation_mode_on_every_page(server, browser):
+    """``&present=1``: no sidebar, larger text; screenshots at 1400 px (one figure per screen, stacked)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": WIDTH, "height": 1000})
+    page = context.new_page()
+    for name, path in PAGES.items():
+        page.goto(f"{server}/{path}?{QUERY}&present=1")
+        _wait_finished(page)
+        page.wait_for_selector(f"h1:has-text('{TITLES[name]}')")
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        assert not page.locator('[data-testid="stSidebar"]').is_visible(), name
+        assert page.locator(".js-plotly-plot").count() >= FIGURES[name], name
+        page.screenshot(path=str(SCREENSHOTS / f"{name}_present.png"), full_page=True)
     context.close()

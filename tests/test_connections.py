@@ -264,3 +264,28 @@ def test_climb_bad_input_is_one_clear_error():
             climb_to_saddle(W, W_teacher, **kwargs)
     # The global minimum of K = M = 2 has 4 non-zero modes in 2 dimensions: a fifth does not exist.
     assert climb_to_saddle(W, W_teacher, mode=4).status is ClimbStatus.NO_MODE
+
+
+def test_connecting_stops_when_its_visitor_leaves(catalogue6):
+    # Issue 18: a visitor who closed the Landscape map page left the server connecting the catalogue
+    # to the end (every climb and every descent). The dashboard passes should_stop, checked between
+    # climbs and before every step of the descents.
+    from landscape.status import Stopped
+
+    calls = []
+
+    def leave_after(count):
+        def should_stop():
+            calls.append(1)
+            return len(calls) > count
+        return should_stop
+
+    with pytest.raises(Stopped):
+        connect_catalogue(catalogue6, ConnectOptions(max_index=4, climb_modes=2), should_stop=leave_after(0))
+    assert len(calls) == 1  # stopped at the first check, before any climb
+    calls.clear()
+    with pytest.raises(Stopped):  # no climbs: stopped inside the descents
+        connect_catalogue(catalogue6, ConnectOptions(max_index=4), should_stop=leave_after(5))
+    assert len(calls) == 6
+    with pytest.raises(ValueError, match="should_stop must be callable"):
+        connect_catalogue(catalogue6, should_stop="yes")

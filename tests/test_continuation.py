@@ -151,3 +151,23 @@ def test_bad_starts_are_refused_with_a_reason(start):
     shares = np.array([[1.0, 0.0], [0.0, 0.5], [0.0, 0.5]])
     outcome = continue_fixed_points(np.array([shares @ shares.T]), np.array([shares]), T2, 0.5, 1.0, 0.0, workers=1)
     assert isinstance(outcome[0], str) and "boundary" in outcome[0]
+
+
+def test_a_continuation_stops_when_its_visitor_leaves(start):
+    # Issue 18: a visitor who closed the Learning rate page left the server continuing the branch
+    # to its end (752 s at K = M = 8). The dashboard passes should_stop, checked before every step.
+    from landscape.status import Stopped
+
+    calls = []
+
+    def leave_after_three():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Stopped):
+        continue_fixed_point(start.Q, start.R, T2, 0.5, 2.0, True, NOISE, max_steps=260, should_stop=leave_after_three)
+    assert len(calls) == 4  # three steps, then stopped (the full branch takes over a hundred)
+    quiet = continue_fixed_point(start.Q, start.R, T2, 0.5, 0.6, True, NOISE, should_stop=lambda: False)
+    assert quiet.success
+    with pytest.raises(ValueError, match="should_stop must be callable"):
+        continue_fixed_point(start.Q, start.R, T2, 0.5, 0.6, True, NOISE, should_stop=3)

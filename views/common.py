@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 
 from landscape.catalogues.build import Catalogue, build_catalogue
+from landscape.catalogues.costs import Cost, catalogue_cost
 from landscape.catalogues.sweep_store import DEFAULT_STORE, load_store
 from landscape.critical_points.fixed_points import unspecialised_fixed_point
 from landscape.critical_points.hessian import hessian_spectrum
@@ -30,6 +31,7 @@ from landscape.dynamics.warmup import (
     start_background_compilation,
 )
 from landscape.model.config import InitSpec, RunConfig
+from landscape.status import Stopped, stop_if_asked
 
 STATE_KEY = "_dashboard_state"
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,6 +173,11 @@ class _VisitorLeft(Exception):
     """Raised from a progress callback to stop work whose visitor has closed the page."""
 
 
+def visitor_left():
+    """A callback for a computation's ``should_stop``: True once this page's visitor has left."""
+    return _visitor_left()
+
+
 def _visitor_left():
     """A callback: True once this page's visitor has closed the tab or the connection is gone."""
     from streamlit.runtime import Runtime
@@ -195,30 +202,55 @@ def _sgd(config_json, d, seed, _should_stop=None):
                                               should_stop=_should_stop)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def global_minimum_branch(config_json, lr_max):
-    """The global minimum's branch of ODE fixed points from the config's lr to ``lr_max`` (cached)."""
+    """The global minimum's branch of ODE fixed points from the config's lr to ``lr_max`` (cached,
+    :func:`_branch`); None if the visitor left before it was done (nothing is cached then)."""
+    try:
+        return _branch(config_json, lr_max, _should_stop=_visitor_left())
+    except Stopped:
+        return None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _branch(config_json, lr_max, _should_stop=None):
     from landscape.catalogues.bifurcation import global_minimum_branch as branch
 
-    return branch(RunConfig.from_json(config_json), float(lr_max))
+    return branch(RunConfig.from_json(config_json), float(lr_max), should_stop=_should_stop)
+
+
+def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
+    """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists),
+    cached (:func:`_sgd_from_overlaps`); stops early if the visitor leaves (nothing is cached then)."""
+    return _sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max, _should_stop=_visitor_left())
+
+
+def catalogue_branches(catalogue, config_json, lr_max, catalogue_settings):
+    """Every minimum of a catalogue continued from the config's lr to ``lr_max`` with its label noise
+    (cached, :func:`_catalogue_branches`); None if the visitor left before it was done (nothing is
+    cached then)."""
+    try:
+        return _catalogue_branches(catalogue, config_json, lr_max, catalogue_settings, _should_stop=_visitor_left())
+    except Stopped:
+        return None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def catalogue_branches(_catalogue, config_json, lr_max, catalogue_settings):
-    """Every minimum of a catalogue continued from the config's lr to ``lr_max`` with its label noise
-    (cached by the config's JSON and the catalogue's ``(starts, seed, regime)``: the catalogue of the
-    sidebar's settings)."""
+def _catalogue_branches(_catalogue, config_json, lr_max, catalogue_settings, _should_stop=None):
+    # Cached by the config's JSON and the catalogue's (starts, seed, regime): the catalogue of the sidebar's settings.
     from landscape.catalogues.bifurcation import catalogue_bifurcation
 
+    def progress(done, total):
+        # Raising here cancels the branches not yet started (landscape.critical_points.parallel.run_chunks).
+        stop_if_asked(_should_stop, "continuation of the catalogue's minima")
+
     config = RunConfig.from_json(config_json)
-    return catalogue_bifurcation(_catalogue, float(lr_max), noise=config.noise, lr=config.lr)
+    return catalogue_bifurcation(_catalogue, float(lr_max), noise=config.noise, lr=config.lr, progress=progress)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
-    """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists), cached."""
+def _sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max, _should_stop=None):
     config = RunConfig.from_json(config_json).replace(lr=float(lr), t_max=float(t_max))
-    return simulate_sgd_from_overlaps(config, np.array(Q), np.array(R), int(d), int(seed))
+    return simulate_sgd_from_overlaps(config, np.array(Q), np.array(R), int(d), int(seed), should_stop=_should_stop)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -321,7 +353,9 @@ def catalogue(current, regime, starts, seed, key):
     if found is not None:
         st.caption(f"Catalogue computed on demand: {found.message}.")
         return found
-    over = current.caps.violations(config, starts=starts)
+    over = current.caps.violations(config, starts=starts) or current.caps.over_budget(
+        f"a {regime.replace('_', ' ')} catalogue of {starts} starts at K = {config.K}, M = {config.M}",
+        catalogue_cost(config, int(starts), regime))
     if over:
         st.error(" ".join(over))
         return None
@@ -403,6 +437,9 @@ def catalogue_series(current, configs, regime, starts, seed, key):
             st.caption(f"{sources} of the {len(found)} catalogues come from the sweep shipped with the app.")
         return found
     over = sorted({sentence for config in missing for sentence in current.caps.violations(config, starts=starts)})
+    total = sum((catalogue_cost(config, int(starts), regime) for config in missing), Cost(0.0, 0.0))
+    over = over or list(current.caps.over_budget(f"{len(missing)} catalogues of {starts} starts up to K = "
+                                                 f"{max(c.K for c in missing)}", total))
     if over:
         st.error(" ".join(over))
         return None

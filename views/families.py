@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from landscape.catalogues.costs import add_student_cost
 from landscape.catalogues.reachability import reachability_curve
 from landscape.catalogues.widths import families_across_widths
 from landscape.critical_points.embedding import add_student
@@ -83,7 +84,7 @@ def _split_table(result):
     return pd.DataFrame(rows)
 
 
-def _add_a_student(across, catalogues):
+def _add_a_student(current, across, catalogues):
     st.subheader("Add a student")
     by_K = {c.config.K: c for c in catalogues}
     columns = st.columns([1, 3])
@@ -107,6 +108,11 @@ def _add_a_student(across, catalogues):
     point = next(f for f in across.families if f.name == family)
     chosen = min((p for p in catalogue.points if p.kind.value == "minimum"
                   and abs(p.loss - point.loss[point.K.tolist().index(K)]) < 1e-12), key=lambda p: p.loss)
+    over = current.caps.over_budget(f"adding a student to a minimum at K = {K}, M = {catalogue.config.M}",
+                                    add_student_cost(K, catalogue.config.M))
+    if over:
+        st.error(" ".join(over))
+        return
     with st.spinner(f"Splitting each student of the K = {K} minimum and following the escapes (seconds)..."):
         result = common.call(_add_student, chosen.Q, chosen.R, T)
     if result is None:
@@ -176,7 +182,7 @@ def main():
         across = _across_widths(catalogues, series)
         _hierarchy(catalogues, key="families")
         if across is not None:
-            _add_a_student(across, catalogues)
+            _add_a_student(current, across, catalogues)
     else:
         st.info("No shipped sweep found (assets/sweep_default, or LANDSCAPE_SWEEP): showing the sidebar's catalogue.",
                 icon=":material/info:")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from landscape.catalogues.costs import flow_cost
 from landscape.dashboard import phase_path, phase_point
 from landscape.dashboard.figures import (
     PortraitMarker,
@@ -103,6 +104,13 @@ def _sgd_overlay(current, config):
         return common.call(common.sgd, config.to_json(), d, seed)
 
 
+def _over_budget(current, runs):
+    """Why ``runs`` flows of the sidebar's config are over the demo's budget (empty if they are not)."""
+    config = current.config
+    return current.caps.over_budget(f"{runs} ODE flow{'s' if runs > 1 else ''} at K = {config.K}, M = {config.M}"
+                                    + (" with the η² term" if config.eta2 else ""), flow_cost(config, runs))
+
+
 def main():
     st.title("Flows")
     current = common.state()
@@ -113,6 +121,10 @@ def main():
         f"K = {config.K} students, M = {config.M} teachers ({config.teacher.kind}), learning rate {config.lr:g}, "
         f"{'with' if config.eta2 else 'without'} the η² term, noise {config.noise:g}, t_max = {config.t_max:g}."
     )
+    over = _over_budget(current, 1)
+    if over:
+        st.error(" ".join(over))
+        return
     spinner = ("Integrating the ODE with the η² term (a second or two if it converges onto the teacher)..."
                if config.eta2 else "Integrating the ODE...")
     with st.spinner(spinner):
@@ -143,7 +155,10 @@ def main():
         runs_count = common.page_widget("flows", "runs")
         seeds = [config.init.seed + i for i in range(runs_count)]
         configs = [common.with_seed(config, seed) for seed in seeds]
-        runs = common.call(common.progress_runs, configs, "Runs for the phase portrait")
+        over = _over_budget(current, runs_count)
+        runs = None if over else common.call(common.progress_runs, configs, "Runs for the phase portrait")
+        if over:
+            st.error(" ".join(over))
         if runs is not None:
             _phase_portrait(current, runs, seeds)
         st.subheader("Overlap matrices")

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from landscape.catalogues.costs import spectrum_cost
 from landscape.dashboard import parse_rows, setting
 from landscape.dashboard.figures import spectrum_figure
 from views import common
@@ -52,6 +53,13 @@ def main():
     rows = _rows(common.page_widget("hessian-spectra", "compare", right), len(catalogue.points))
     points = [catalogue.points[row] for row in rows]
     T = catalogue.config.teacher_matrix()
+    K, M = catalogue.config.K, catalogue.config.M
+    cost = spectrum_cost(K, M, int(d))
+    over = current.caps.over_budget(f"{len(points)} Hessian spectra at K = {K}, M = {M}, d = {d:,}",
+                                    (len(points) * cost.operations, cost.bytes))
+    if over:
+        st.error(" ".join(over))
+        return
     spectra = [common.call(common.spectrum, point.Q, point.R, T, d) for point in points]
     if any(spectrum is None for spectrum in spectra):
         return

@@ -7,11 +7,13 @@ from pathlib import Path
 import streamlit as st
 
 from landscape.catalogues.connections import ConnectedCatalogue, ConnectOptions, connect_catalogue
+from landscape.catalogues.costs import connection_cost
 from landscape.catalogues.disconnectivity import disconnectivity_tree
 from landscape.dashboard import catalogue_key
 from landscape.dashboard.catalogues import MAP_CLIMB_MODES, MAP_MAX_INDEX
-from landscape.dashboard.figures import overlap_heatmaps_figure
+from landscape.dashboard.figures import overlap_heatmaps_figure, presentation_figure
 from landscape.dashboard.map_figures import disconnectivity_figure, pass_figure
+from landscape.status import Stopped
 from views import common
 
 CONNECTIONS_FILE = common.ROOT / "assets" / "connections_default.json"
@@ -42,8 +44,10 @@ def _shipped(config, starts, seed):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _connect(key, _catalogue):
-    return connect_catalogue(_catalogue, ConnectOptions(max_index=MAP_MAX_INDEX, climb_modes=MAP_CLIMB_MODES))
+def _connect(key, _catalogue, _should_stop=None):
+    # Stops when the visitor leaves (landscape.status.Stopped: nothing is cached then).
+    return connect_catalogue(_catalogue, ConnectOptions(max_index=MAP_MAX_INDEX, climb_modes=MAP_CLIMB_MODES),
+                             should_stop=_should_stop)
 
 
 def _connected(current, starts, seed):
@@ -54,9 +58,19 @@ def _connected(current, starts, seed):
     catalogue = common.catalogue(current, "gradient_flow", starts, seed, key="map_catalogue")
     if catalogue is None:
         return None
+    over = current.caps.over_budget(f"connecting a catalogue of {len(catalogue.points)} points at K = "
+                                    f"{catalogue.config.K}, M = {catalogue.config.M}",
+                                    connection_cost(catalogue, MAP_MAX_INDEX, MAP_CLIMB_MODES))
+    if over:
+        st.error(" ".join(over))
+        return None
     with st.spinner("Climbing from the minima to the saddles around them and following the descent paths out of "
                     "every saddle (seconds; about 10 s at K = M = 8)..."):
-        connected = common.call(_connect, (catalogue_key(current.config, "gradient_flow"), starts, seed), catalogue)
+        try:
+            connected = common.call(_connect, (catalogue_key(current.config, "gradient_flow"), starts, seed), catalogue,
+                                    _should_stop=common.visitor_left())
+        except Stopped:
+            return None
     if connected is not None:
         st.caption(f"Connections: {connected.message}.")
     return connected
@@ -130,6 +144,8 @@ def main():
         st.session_state[_SELECTED] = saddles[0]
     selected = st.session_state.get(_SELECTED)
     figure = disconnectivity_figure(tree, {i: points[i].index for i in saddles}, selected=selected)
+    if st.session_state.get(common.PRESENT_KEY):  # clickable, so not common.chart: enlarge it the same way
+        figure = presentation_figure(figure)
     st.plotly_chart(figure, key="map_tree", on_select=_clicked, selection_mode="points", theme="streamlit",
                     config={"displaylogo": False})
     st.caption(f"{tree.message}. Leaves are minima (line width: basin fraction, the share of random starts "

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from landscape.catalogues.costs import Cost, branch_cost
 from landscape.dashboard.bifurcation_figures import bifurcation_figure, eigenvalue_figure
 from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure
 from landscape.dynamics.trajectory import FlowStatus
@@ -53,7 +54,14 @@ def _branches(current, config, lr_max):
     global minimum's alone (with the catalogue's button below)."""
     starts, seed, regime = common.catalogue_settings(current)
     catalogue = common.known_catalogue(current, regime)
-    if catalogue is not None and any(p.kind.value == "minimum" for p in catalogue.points):
+    minima = 0 if catalogue is None else sum(p.kind.value == "minimum" for p in catalogue.points)
+    if minima:
+        one = branch_cost(config.K, config.M)
+        over = current.caps.over_budget(f"continuing the catalogue's {minima} minima in lr at K = {config.K}, M = {config.M}",
+                                        Cost(minima * one.operations, minima * one.bytes))
+        if over:
+            st.error(" ".join(over))
+            return None, None
         with st.spinner("Continuing every minimum of the catalogue in lr..."):
             result = common.call(common.catalogue_branches, catalogue, config.to_json(), lr_max, (starts, seed, regime))
         if result is None:
@@ -142,7 +150,8 @@ def main():
     if lr_max <= config.lr:
         st.error(f"Continue up to lr = {lr_max:g} must be above the sidebar's learning rate {config.lr:g}.")
         return
-    over = current.caps.branch_violations(config)
+    over = current.caps.branch_violations(config) or current.caps.over_budget(
+        f"continuing the global minimum in lr at K = {config.K}, M = {config.M}", branch_cost(config.K, config.M))
     if over:
         st.error(" ".join(over))
         return

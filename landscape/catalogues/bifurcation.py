@@ -108,7 +108,7 @@ def catalogue_bifurcation(catalogue, lr_max, noise=None, lr=None, lr_min=None, d
     return Bifurcation(branches, points, skipped, bool(branches), status, message)
 
 
-def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
+def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400, should_stop=None):
     """The branch of the fixed point next to the global minimum, from ``config.lr`` to ``lr_max``.
 
     Parameters
@@ -118,8 +118,9 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
         whatever ``config.eta2`` says: without it nothing depends on lr).
     lr_max : float
         End of the branch (above ``config.lr``).
-    ds, max_steps
-        See :func:`landscape.critical_points.continuation.continue_fixed_point`.
+    ds, max_steps, should_stop
+        See :func:`landscape.critical_points.continuation.continue_fixed_point` (``should_stop``
+        returning True ends the continuation with :class:`landscape.status.Stopped`).
 
     Returns
     -------
@@ -138,4 +139,5 @@ def global_minimum_branch(config, lr_max, ds=0.05, max_steps=400):
         raise ValueError(f"lr_max must be above the start lr {config.lr}, got {lr_max!r}")
     T = config.teacher_matrix()
     Q, R = global_minimum_start(config.K, T)
-    return branch_from(Q, R, T, config.lr, float(lr_max), config.noise, ds=ds, max_steps=max_steps, from_critical=True)
+    return branch_from(Q, R, T, config.lr, float(lr_max), config.noise, ds=ds, max_steps=max_steps, from_critical=True,
+                       should_stop=should_stop)

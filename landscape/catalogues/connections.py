@@ -23,6 +23,7 @@ Section 6 of docs/theory.md; the method follows energy-landscape practice (Wales
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -42,7 +43,7 @@ from ..critical_points.search import newton_polish
 from ..critical_points.transition import climb_to_saddle
 from ..model.initialisation import teacher_weights
 from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps, rejection_norms
-from ..status import StatusEnum
+from ..status import StatusEnum, check_should_stop, stop_if_asked
 from .build import mark_global, point_record
 from .records import Catalogue, PointKind
 
@@ -299,7 +300,7 @@ def _unstable_directions(W, W_teacher, count):
 # ----------------------------------------------------------------------------- recorded descents
 
 
-def _descend(W0, W_teacher, options):
+def _descend(W0, W_teacher, options, should_stop=None):
     """Gradient flow of many starts, every accepted state recorded: (ends, reasons, list of paths (steps, K, n))."""
     T = W_teacher @ W_teacher.T
     teacher_residual = rejection_norms(W_teacher, W_teacher)
@@ -315,6 +316,7 @@ def _descend(W0, W_teacher, options):
 
     velocity, active = slope(W), np.arange(S)
     while active.size:
+        stop_if_asked(should_stop, "connecting the catalogue")
         norms = row_norms(W[active])
         gradient_norm = np.linalg.norm(velocity[active].reshape(active.size, -1), axis=1)
         blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
@@ -421,12 +423,13 @@ def _starts(points, W_teacher, options, weights):
     return jobs, np.array(starts)
 
 
-def _climb(catalogue, known, W_teacher, T, options):
+def _climb(catalogue, known, W_teacher, T, options, should_stop=None):
     """New index-1 saddles climbed to from the minima (appended to ``known``): list of (point, W)."""
     found = []
     for point in catalogue.points:
         if point.kind is not PointKind.MINIMUM or options.climb_modes == 0:
             continue
+        stop_if_asked(should_stop, "connecting the catalogue")
         polished = newton_polish(saddle_weights(point.Q, point.R, W_teacher), W_teacher)
         for mode in range(options.climb_modes):
             for sign in (1.0, -1.0):
@@ -481,7 +484,8 @@ def _connection(job, ends, reasons, paths, points):
                       reasons=tuple(reasons), status=status, message=message)
 
 
-def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = None) -> ConnectedCatalogue:
+def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> ConnectedCatalogue:
     """Follow the descent paths out of every saddle of a catalogue and match their ends to its points.
 
     Parameters
@@ -490,6 +494,9 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
         A ``gradient_flow`` catalogue (:func:`landscape.catalogues.build.build_catalogue`).
     options : ConnectOptions, optional
         Push length, tolerances, path resolution, highest saddle index followed.
+    should_stop : callable, optional
+        Called between climbs and before every step of the descents; True stops the run with
+        :class:`landscape.status.Stopped` (the dashboard's visitor has left).
 
     Returns
     -------
@@ -502,18 +509,21 @@ def connect_catalogue(catalogue: Catalogue, options: ConnectOptions | None = Non
     ------
     ValueError
         If ``catalogue`` is not a gradient-flow Catalogue or ``options`` not a ConnectOptions.
+    Stopped
+        When ``should_stop()`` returns True.
     """
     options = _check_connect(catalogue, options)
+    check_should_stop(should_stop)
     T = catalogue.config.teacher_matrix()
     _, n = _span_dimension(catalogue)
     W_teacher = teacher_weights(T, n)
     known = [make_candidate(saddle_weights(p.Q, p.R, W_teacher), W_teacher, p.gradient_norm, "flow", _keep)
              for p in catalogue.points]
-    climbed = _climb(catalogue, known, W_teacher, T, options)
+    climbed = _climb(catalogue, known, W_teacher, T, options, should_stop)
     points = list(catalogue.points) + [point for point, _ in climbed]
     weights = {len(catalogue.points) + number: W for number, (_, W) in enumerate(climbed)}
     jobs, starts = _starts(points, W_teacher, options, weights)
-    ends, reasons, states = (_descend(starts, W_teacher, options) if len(starts) else ([], [], []))
+    ends, reasons, states = (_descend(starts, W_teacher, options, should_stop) if len(starts) else ([], [], []))
     end_positions, end_weights = _matched_ends(ends, reasons, known, W_teacher, T)
     added = [point for point, _ in climbed] + [point_record(c, T, catalogue.d, catalogue.config,
                                                             catalogue.regime) for c in known[len(points):]]

@@ -38,6 +38,7 @@ Section 3.1 of docs/theory.md (pseudo-arclength continuation; Keller 1977).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ from ..dynamics.jacobian import overlaps_from_state, right_hand_side, state_vect
 from ..dynamics.ode import ode_velocity
 from ..kernels.overlaps import validate_overlaps
 from ..model.loss import loss_from_overlaps
-from ..status import StatusEnum
+from ..status import StatusEnum, check_should_stop, stop_if_asked
 from .parallel import chunked, run_chunks
 from .stability import _check_lr, _check_noise, _inside_cone, stability_from_jacobian
 
@@ -330,7 +331,7 @@ def _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps
 
 def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr_max: float, eta2: bool = True,
                          noise: float = 0.0, lr_min: float | None = None, ds: float = 0.05,
-                         max_steps: int = 400) -> Branch:
+                         max_steps: int = 400, should_stop: Callable[[], bool] | None = None) -> Branch:
     """Continue a fixed point of the full ODE in the learning rate, through folds, with its stability.
 
     Parameters
@@ -352,6 +353,9 @@ def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr
     ds : float, optional
         Largest arclength step in ``(x, lr)``.
     max_steps : int, optional
+    should_stop : callable, optional
+        Called before every step; True stops the continuation with :class:`landscape.status.Stopped`
+        (the dashboard's visitor has left).
 
     Returns
     -------
@@ -363,17 +367,20 @@ def continue_fixed_point(Q: ArrayLike, R: ArrayLike, T: ArrayLike, lr: float, lr
     ValueError
         If the input is out of range, the point is not a fixed point within ``FIXED_POINT_TOL``, or it is on the
         boundary of the cone (the branch cannot start).
+    Stopped
+        When ``should_stop()`` returns True.
     """
     Q, R, T, lr, lr_max, lr_min, noise = _check_start(Q, R, T, lr, lr_max, eta2, noise, lr_min, ds, max_steps)
+    check_should_stop(should_stop)
     problem = _Problem(T, True, noise)
     problem.K, problem.M = R.shape
     x = _polish(problem, state_vector(Q, R), lr)
     if x is None:
         raise ValueError(f"the branch cannot start: Newton's method does not converge from this point at lr = {lr}")
-    return _follow(problem, np.append(x, lr), lr_max, lr_min, float(ds), int(max_steps))
+    return _follow(problem, np.append(x, lr), lr_max, lr_min, float(ds), int(max_steps), should_stop)
 
 
-def _follow(problem, y, lr_max, lr_min, ds_max, max_steps):
+def _follow(problem, y, lr_max, lr_min, ds_max, max_steps, should_stop=None):
     augmented, stability = problem.point(y[:-1], y[-1])
     direction = np.zeros(y.size)
     direction[-1] = 1.0
@@ -383,6 +390,7 @@ def _follow(problem, y, lr_max, lr_min, ds_max, max_steps):
     ds, s, status = 0.25 * ds_max, 0.0, BranchStatus.MAX_STEPS
     events = []
     while len(record.y) < max_steps:
+        stop_if_asked(should_stop, "continuation in lr")  # each step costs a Jacobian: not for nobody
         guess = y + ds * tangent
         new, iterations = _correct(problem, guess, tangent, guess, augmented)
         if new is None:
@@ -533,10 +541,10 @@ def fixed_point_near(Q, R, T, lr, noise):
                      f"({result.message})")
 
 
-def branch_from(Q, R, T, lr, lr_max, noise, lr_min=None, ds=0.05, max_steps=400, from_critical=False):
+def branch_from(Q, R, T, lr, lr_max, noise, lr_min=None, ds=0.05, max_steps=400, from_critical=False, should_stop=None):
     """The branch of one start: the realisable minimum without label noise by
     :func:`landscape.critical_points.realisable.realisable_branch`, any other point by
-    :func:`continue_fixed_point` (from the fixed point next to it if ``from_critical``).
+    :func:`continue_fixed_point` (from the fixed point next to it if ``from_critical``; ``should_stop`` as there).
 
     Raises
     ------
@@ -549,7 +557,7 @@ def branch_from(Q, R, T, lr, lr_max, noise, lr_min=None, ds=0.05, max_steps=400,
         return realisable_branch(Q, R, T, lr, lr_max)
     if from_critical:
         Q, R = fixed_point_near(Q, R, T, lr, noise)
-    return continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps)
+    return continue_fixed_point(Q, R, T, lr, lr_max, True, noise, lr_min, ds, max_steps, should_stop)
 
 
 def _branch_chunk(Q0, R0, T, lr, lr_max, noise, lr_min, ds, max_steps, from_critical):

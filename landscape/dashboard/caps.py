@@ -3,7 +3,9 @@
 Caps apply in demo mode only (``LANDSCAPE_DEMO=1``); running locally, a lecturer may ask for
 ``K = 20`` or ``t_max = 1e9``. In demo mode a link value over a cap falls back to the cap with a
 warning (:meth:`DemoCaps.clamp_link`), and every request has a budget in operations and bytes
-(the SGD overlay's cost is ``steps x (K + M) x d``, :func:`~landscape.dynamics.sgd.sgd_cost`).
+(the SGD overlay's cost is ``steps x (K + M) x d``, :func:`~landscape.dynamics.sgd.sgd_cost`; the
+other computations' costs come from their own cost models, estimated from the request's parameters
+before any work starts, and :meth:`DemoCaps.over_budget` refuses those over the budget).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from dataclasses import dataclass, fields
 
 from ..dynamics.sgd import sgd_cost
 
-__all__ = ["DemoCaps", "DEMO_VARIABLE"]
+__all__ = ["DemoCaps", "DEMO_VARIABLE", "OPERATIONS_PER_SECOND"]
 
 #: The environment variable that turns demo mode on (``1``, ``true``, ``yes`` or ``on``).
 DEMO_VARIABLE = "LANDSCAPE_DEMO"
 _TRUE = ("1", "true", "yes", "on")
+#: Operations of the cost models per CPU second on one core of the machine that measured them
+#: (benchmarks/bench_costs.py); only used to say what a budget means in seconds.
+OPERATIONS_PER_SECOND = 1e9
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,11 @@ class DemoCaps:
         Width of a fixed point continued in lr on the Learning rate page (``LANDSCAPE_MAX_BRANCH_K``):
         a continuation step costs a Jacobian by differences with the four-point quadrature, about
         0.3 CPU s at K = 8, and a branch takes hundreds of steps.
+    max_operations : float
+        Work of any other request (a catalogue, connections, a continuation, flows, spectra, adding a
+        student), estimated by its cost model before it starts (``LANDSCAPE_MAX_OPERATIONS``).
+    max_bytes : float
+        Memory of any other request, estimated the same way (``LANDSCAPE_MAX_BYTES``).
     enabled : bool
         False outside demo mode: nothing is capped.
     """
@@ -58,6 +68,8 @@ class DemoCaps:
     max_sgd_operations: float = 2e9
     max_sgd_bytes: float = 256 * 2**20
     max_branch_K: int = 4
+    max_operations: float = 3e10
+    max_bytes: float = 512 * 2**20
     enabled: bool = True
 
     _ENV = {
@@ -69,7 +81,10 @@ class DemoCaps:
         "max_sgd_operations": "LANDSCAPE_MAX_SGD_OPERATIONS",
         "max_sgd_bytes": "LANDSCAPE_MAX_SGD_BYTES",
         "max_branch_K": "LANDSCAPE_MAX_BRANCH_K",
+        "max_operations": "LANDSCAPE_MAX_OPERATIONS",
+        "max_bytes": "LANDSCAPE_MAX_BYTES",
     }
+    _FLOATS = ("max_t_max", "max_sgd_operations", "max_sgd_bytes", "max_operations", "max_bytes")
     #: Link parameters bounded by a cap, and the cap that bounds each.
     _LINK_CAPS = {"K": "max_K", "M": "max_K", "tmax": "max_t_max", "d": "max_d", "starts": "max_starts",
                   "sgd_d": "max_d"}
@@ -112,7 +127,7 @@ class DemoCaps:
                 raise ValueError(f"{variable}={text!r} is not a number") from None
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{variable}={text!r} must be a positive number")
-            changes[name] = value if name in ("max_t_max", "max_sgd_operations", "max_sgd_bytes") else int(value)
+            changes[name] = value if name in cls._FLOATS else int(value)
         return cls(**changes)
 
     def clamp_link(self, values: dict) -> tuple[dict, tuple]:
@@ -149,7 +164,33 @@ class DemoCaps:
         return (f"Demo caps: K, M ≤ {self.max_K}; t_max ≤ {self.max_t_max:g}; d ≤ {self.max_d:g}; "
                 f"starts ≤ {self.max_starts}; SGD ≤ {self.max_sgd_steps:g} steps, "
                 f"{self.max_sgd_operations:.3g} operations, {self.max_sgd_bytes / 2**20:.0f} MB; "
-                f"continuations in lr K, M ≤ {self.max_branch_K}.")
+                f"continuations in lr K, M ≤ {self.max_branch_K}; any other request ≤ "
+                f"{self.max_operations:.3g} operations and {self.max_bytes / 2**20:.0f} MB.")
+
+    def over_budget(self, what, cost) -> tuple[str, ...]:
+        """One sentence if ``cost`` is over the budget of a request (empty if not, or outside demo mode).
+
+        Parameters
+        ----------
+        what : str
+            The computation asked for, e.g. ``"a catalogue of 200 starts at K = 16, M = 16"``.
+        cost : tuple of float
+            ``(operations, bytes)`` from the computation's cost model (e.g.
+            :func:`landscape.catalogues.build.catalogue_cost`), estimated before any work starts.
+
+        Returns
+        -------
+        tuple of str
+        """
+        operations, memory = (float(value) for value in cost)
+        if not self.enabled or (operations <= self.max_operations and memory <= self.max_bytes):
+            return ()
+        return (f"Refused: {what} needs about {operations:.1e} operations and {memory / 2**20:,.0f} MB, over this "
+                f"hosted demo's budget per request of {self.max_operations:.1e} operations and "
+                f"{self.max_bytes / 2**20:,.0f} MB (about {self.max_operations / OPERATIONS_PER_SECOND:.0f} s on "
+                f"one core; the server raises them with {self._ENV['max_operations']} and "
+                f"{self._ENV['max_bytes']}). Ask for less (fewer starts, smaller K or M), or run the app "
+                "locally, where nothing is capped.",)
 
     def _over(self, what, value, cap, field_name):
         return (

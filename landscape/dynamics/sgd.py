@@ -21,6 +21,7 @@ from ..kernels.overlaps import embed_overlaps
 from ..model.config import require_run_config
 from ..model.initialisation import initial_overlaps, initial_weights
 from ..model.loss import loss_from_overlaps
+from ..status import Stopped
 from .trajectory import FlowStatus, Trajectory, final_time_message
 
 __all__ = ["simulate_sgd", "simulate_sgd_from_overlaps", "simulate_sgd_from_initial_overlaps", "sgd_cost", "SimulationStopped",
@@ -28,7 +29,7 @@ __all__ = ["simulate_sgd", "simulate_sgd_from_overlaps", "simulate_sgd_from_init
            "MAX_SGD_OPERATIONS", "MAX_SGD_BYTES"]
 
 
-class SimulationStopped(RuntimeError):
+class SimulationStopped(Stopped):
     """Raised by :func:`simulate_sgd` when its ``should_stop`` callback says so (nobody waits for the result)."""
 
 #: Largest number of SGD steps one call accepts (t_max * d); about a minute on one core.
