@@ -10,8 +10,9 @@ residuals are exact near alignment and the loss is evaluated in extended precisi
 gradient flow's loss never increases and follows weight-space gradient flow down to ~1e-13. It
 runs the compiled solver (numba; the four-point expectations of the ``eta^2`` term carried along
 the trajectory) and finishes with scipy's ``solve_ivp`` and the exact quadrature where the
-carried derivatives stop being reliable (then on the overlaps ``(Q, R)``, which do not keep the
-Gram matrix positive semi-definite by construction); see :mod:`landscape.dynamics.ode_solvers`.
+carried derivatives stop being reliable (then on the teacher-span coordinates and the Schur
+complement ``C = Q - R T^+ R^T``, positive semi-definite to the integration's rounding); see
+:mod:`landscape.dynamics.ode_solvers`.
 Until numba has compiled the solver for this machine it uses ``solve_ivp`` throughout while a
 background process compiles (:mod:`landscape.dynamics.warmup`).
 """
@@ -32,8 +33,18 @@ from ..model.config import require_run_config
 from ..model.initialisation import initial_overlaps
 from ..model.loss import loss_from_overlaps
 from .fourpoint_flow import carried_four_point_applies
-from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy, unpack
-from .span import SINGULAR_ORTHOGONAL_PART, loss_from_rows, overlaps_from_rows, student_rows, teacher_rows
+from .ode_solvers import initial_state, ode_velocity, solve_compiled, solve_numpy
+from .span import (
+    SINGULAR_ORTHOGONAL_PART,
+    loss_from_rows,
+    overlaps_from_rows,
+    overlaps_from_schur,
+    rows_from_schur,
+    schur_from_rows,
+    split_schur,
+    student_rows,
+    teacher_rows,
+)
 from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
 from .warmup import compiled_solver_ready, mark_compiled, start_background_compilation
 
@@ -107,7 +118,8 @@ def integrate_ode(Q0: ArrayLike, R0: ArrayLike, T: ArrayLike, lr: float, t_max: 
     solver : {"auto", "compiled", "numpy"}, optional
         ``"compiled"``: the compiled solver (numba; compiles for this machine first if its disk
         cache is empty, 30-45 s once). ``"numpy"``: scipy's ``solve_ivp`` (the same DOP853
-        method and tolerances) on :func:`ode_velocity`, with the ``eta^2`` term by quadrature.
+        method and tolerances) on the same right-hand side, with the ``eta^2`` term by
+        quadrature (then on the Schur complement, eq. (3.8b) of docs/theory.md).
         ``"auto"`` (default): the compiled solver if it is ready without compiling, else the
         numpy one while a background process compiles (:mod:`landscape.dynamics.warmup`); with
         ``four_point="carried"``, which only the compiled solver has, the compiled one. The
@@ -203,18 +215,15 @@ def _integrate(Q0, R0, T, lr, t_max, eta2, noise, tol, n_points, rtol, atol, car
     tail = dict(settings, rtol=max(rtol / _TIGHTEN, 1e-13), atol=atol / _TIGHTEN, tol=tol)
     settings["tol"] = _APPROACH * tol
     U0, orthogonal = student_rows(Q0, R0, teacher_rows(T, K))
-    # The eta^2 term enters as a change of the orthogonal factor S (dS = Phi S^-T / 2): from a
-    # start with (nearly) all students in the teacher span it is unbounded, and that run keeps
-    # the overlaps as variables (with the quadrature).
-    # With the quadrature (no carried state) the overlaps are the variables too: its rounding
-    # (~1e-12), divided by S, made the step size collapse (minutes instead of seconds).
-    layout = "overlaps" if eta2 and (orthogonal < SINGULAR_ORTHOGONAL_PART or not carried) else "span"
-    if layout == "overlaps":
-        y0 = np.concatenate([Q0.ravel(), R0.ravel()])
-        pieces = [solve_numpy(y0, 0.0, K, T, eta2=True, layout=layout, **settings)]
-    elif (eta2 and not carried) or not compiled:
+    # The eta^2 term by quadrature (no carried state), or from a start with (nearly) all students
+    # in the teacher span (where dS = Phi S^-T / 2 is unbounded), runs on the Schur complement
+    # (A, C): the quadrature's rounding (~1e-12), divided by S, made the step size collapse.
+    layout = "schur" if eta2 and (orthogonal < SINGULAR_ORTHOGONAL_PART or not carried) else "span"
+    if layout == "schur":
+        pieces = [solve_numpy(schur_from_rows(U0, K), 0.0, K, T, eta2=True, layout=layout, **settings)]
+    elif not compiled:
         # Not compiled yet (landscape.dynamics.warmup): scipy's solver on the same rows.
-        pieces = [solve_numpy(U0.ravel(), 0.0, K, T, eta2=eta2, **settings)]
+        pieces = [solve_numpy(U0.ravel(), 0.0, K, T, eta2=False, **settings)]
     else:
         pieces = [solve_compiled(initial_state(U0, Q0, R0, T, carried), 0.0, K, T, carried=carried, **settings)]
         pieces += _continue(pieces[-1], K, T, eta2, carried, strict, settings)
@@ -242,10 +251,10 @@ def _continue(piece, K, T, eta2, carried, strict, settings):
         return [solve_numpy(piece.y_end, piece.t_end, K, T, eta2=False, **settings)]
     # With the eta^2 term by quadrature the orthogonal factor is no help here: the quadrature's
     # rounding (~1e-12), divided by an orthogonal part that shrinks onto the teacher, made the
-    # step size collapse (minutes for the correlated-teacher preset). The overlaps carry on.
-    Q, R = overlaps_from_rows(piece.y_end.reshape(K, -1), teacher_rows(T, K))
-    y = np.concatenate([(0.5 * (Q + Q.T)).ravel(), R.ravel()])
-    return [solve_numpy(y, piece.t_end, K, T, eta2=True, layout="overlaps", **settings)]
+    # step size collapse (3569 steps for the default run's tail instead of 78). The Schur
+    # complement C = S S^T carries on, where that rounding enters additively.
+    return [solve_numpy(schur_from_rows(piece.y_end.reshape(K, -1), K), piece.t_end, K, T, eta2=True,
+                        layout="schur", **settings)]
 
 
 # Losses below this are evaluated in extended precision: double precision is accurate to ~1e-16
@@ -255,22 +264,23 @@ _EXTENDED_BELOW = 1e-10
 
 
 def _overlaps_and_loss(states, layout, K, T):
-    """``Q``, ``R`` and the loss at flat states (n_times, n) of a ``layout``; from student rows
-    in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
-    if layout == "overlaps":
-        Q, R = unpack(states, K, T.shape[0])
-        with np.errstate(all="ignore"):
-            return Q, R, loss_from_overlaps(Q, R, T)
+    """``Q``, ``R`` and the loss at flat states (n_times, n) of a ``layout``; small losses from
+    student rows in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
     V = teacher_rows(T, K)
-    U = states.reshape(states.shape[0], K, -1)
-    Q, R = overlaps_from_rows(U, V)
+    if layout == "schur":
+        A, C = split_schur(states, K)
+        Q, R = overlaps_from_schur(A, C, V)
+    else:
+        U = states.reshape(states.shape[0], K, -1)
+        Q, R = overlaps_from_rows(U, V)
     with np.errstate(all="ignore"):
         loss = loss_from_overlaps(Q, R, T)
         # Double precision leaves a floor of ~1e-16 (the loss is a difference of sums of order
         # one); extended precision, ten times slower, only where that floor shows.
         small = ~(loss > _EXTENDED_BELOW)
         if np.any(small):
-            loss[small] = loss_from_rows(U[small], V)
+            rows = rows_from_schur(A[small], C[small]) if layout == "schur" else U[small]
+            loss[small] = loss_from_rows(rows, V)
         return Q, R, loss
 
 
@@ -279,7 +289,8 @@ def _stats(pieces):
                      if before.solver == "compiled" and after.solver == "scipy"), None)
     return SolverStats(
         accepted_steps=sum(piece.accepted for piece in pieces), rejected_steps=sum(piece.rejected for piece in pieces),
-        rhs_evaluations=sum(piece.nfev for piece in pieces), handover_time=handover, variables=pieces[0].layout,
+        rhs_evaluations=sum(piece.nfev for piece in pieces), handover_time=handover,
+        variables=", then ".join(dict.fromkeys(piece.layout for piece in pieces)),
     )
 
 

@@ -11,6 +11,12 @@ from the vectors (rejections), without the cancellation that costs half the digi
 units. The ``eta^2`` term changes ``Q`` only: it enters as ``dS S^T + S dS^T = lr^2 Phi``, solved
 by ``dS = lr^2 Phi S^{-T} / 2`` (``S`` stays invertible: the exact flow only adds the positive
 semi-definite ``Phi`` to ``S S^T``).
+
+With ``Phi`` by quadrature (accurate to ~1e-12 absolute, from the overlaps) that division turns
+its rounding into noise where ``S`` shrinks onto the teacher, so the quadrature runs on the Schur
+complement instead: ``A`` and ``C = S S^T`` (:func:`schur_from_rows`, :func:`split_schur`), with
+``dC = -lr (alpha C + C alpha^T) + lr^2 Phi`` (eq. (3.8b) of docs/theory.md), and rows with ``S``
+the positive part of ``C`` (:func:`rows_from_schur`) for the residuals.
 """
 
 from __future__ import annotations
@@ -65,6 +71,36 @@ def student_rows(Q, R, V):
     S = eigenvectors * np.sqrt(np.maximum(eigenvalues, 0.0))
     scale = max(float(np.max(np.diag(Q), initial=0.0)), float(np.max(np.sum(V * V, axis=1))))
     return np.hstack([A, S]), float(eigenvalues[0]) / scale
+
+
+def schur_from_rows(U, K):
+    """The flat Schur-complement state ``(A, C)`` (K r + K K,) of student rows ``U = [A | S]`` (K, p):
+    ``A`` (K, r) the coordinates in the teacher span, ``C = S S^T`` (K, K) the orthogonal part."""
+    S = U[:, U.shape[1] - K :]
+    return np.concatenate([U[:, : U.shape[1] - K].ravel(), (S @ S.T).ravel()])
+
+
+def split_schur(states, K):
+    """``A`` (..., K, r) and ``C`` (..., K, K) of flat Schur-complement states (..., K r + K K)."""
+    lead = states.shape[:-1]
+    r = (states.shape[-1] - K * K) // K
+    return states[..., : K * r].reshape(lead + (K, r)), states[..., K * r :].reshape(lead + (K, K))
+
+
+def rows_from_schur(A, C):
+    """Student rows ``U = [A | S]`` (..., K, r + K) with ``S S^T`` the positive part of ``C``
+    (..., K, K): rows whose Gram matrix differs from ``(A, C)`` by ``C``'s negative eigenvalues
+    (rounding and truncation error; none in the exact flow)."""
+    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (C + np.swapaxes(C, -1, -2)))
+    S = eigenvectors * np.sqrt(np.maximum(eigenvalues, 0.0))[..., None, :]
+    return np.concatenate([A, S], axis=-1)
+
+
+def overlaps_from_schur(A, C, V):
+    """``Q = A A^T + C`` (..., K, K) and ``R = A V_T^T`` (..., K, M) of a Schur-complement state
+    (``V_T`` the teacher rows' span columns)."""
+    V_T = V[:, : A.shape[-1]]
+    return A @ np.swapaxes(A, -1, -2) + C, A @ V_T.T
 
 
 def overlaps_from_rows(U, V):

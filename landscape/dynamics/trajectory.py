@@ -44,8 +44,10 @@ class SolverStats:
         four-point term (``None``: no handover).
     variables : str
         ``"span"``: integrated as student rows in the span of the units (the Gram matrix is
-        positive semi-definite by construction); ``"overlaps"``: as ``(Q, R)`` (only with the
-        ``eta^2`` term from a start whose students lie in the teacher span).
+        positive semi-definite by construction); ``"schur"``: as the students' teacher-span
+        coordinates and the Schur complement ``C = Q - R T^+ R^T`` (the ``eta^2`` term by
+        quadrature; ``C`` positive semi-definite in the exact flow, to its tolerance ``1e-11`` in
+        the integration); ``"span, then schur"``: the first until a handover, then the second.
     """
 
     accepted_steps: int
