@@ -15,9 +15,10 @@ import pytest
 from landscape.critical_points.ansatz import ansatz_projector, ansatz_starts, integer_partitions, plateau_projector
 from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical
 from landscape.critical_points.fixed_points import ode_fixed_point, ode_residual
+from landscape.critical_points.flat import gradient_repolish, make_candidate, same_point
 from landscape.critical_points.hessian import weight_hessian
 from landscape.critical_points.search import newton_polish, search_critical_points
-from landscape.critical_points.symmetry import automorphism_count, canonical_form, orbit_size, same_orbit
+from landscape.critical_points.symmetry import automorphism_count, canonical_form, orbit_partition, orbit_size, same_orbit
 from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
 
 # Published leading-family losses (Safran & Shamir 2018, /work/shared/reference/README.md).
@@ -311,6 +312,57 @@ def test_orbit_size_formula_at_the_global_minimum():
         stabiliser = math.prod(math.factorial(c) for c in counts)
         stabiliser *= math.prod(math.factorial(counts.count(c)) for c in set(counts))
         assert orbit_size(W @ W.T, W, np.eye(M)) == math.factorial(K) * math.factorial(M) // stabiliser
+
+
+def _brute_force_stabiliser_orbits(Q, R, T, tol=1e-9):
+    """Orbits of students and teachers under every (s, p) with p T p = T mapping (Q, R) to itself."""
+    K, M = R.shape
+    students, teachers = list(range(K)), list(range(M))
+    for s in itertools.permutations(range(K)):
+        for p in itertools.permutations(range(M)):
+            if (np.max(np.abs(T[np.ix_(p, p)] - T)) <= tol and np.max(np.abs(Q[np.ix_(s, s)] - Q)) <= tol
+                    and np.max(np.abs(R[np.ix_(s, p)] - R)) <= tol):
+                for labels, perm in ((students, s), (teachers, p)):
+                    for i, j in enumerate(perm):  # merge the orbits of i and perm(i)
+                        old, new = max(labels[i], labels[j]), min(labels[i], labels[j])
+                        labels[:] = [new if x == old else x for x in labels]
+    return [np.unique(labels, return_inverse=True)[1] for labels in (students, teachers)]
+
+
+def test_stabiliser_orbits_match_brute_force_enumeration(rng):
+    # The stabiliser chain is searched from its deepest level up (Schreier-Sims style, one search per
+    # level for a symmetric group): its generators must still give every orbit of the isotropy group.
+    for name, W in _points_3x3(rng).items():
+        Q, R, T = W @ W.T, W @ np.eye(3), np.eye(3)
+        expected = _brute_force_stabiliser_orbits(Q, R, T)
+        for found, wanted in zip(orbit_partition(Q, R, T), expected):
+            assert np.array_equal(np.unique(found, return_inverse=True)[1], wanted), name
+
+
+def test_automorphism_count_of_large_symmetric_groups():
+    # Exact counts where the chain has many levels: 12! at the K = M = 12 global minimum, and
+    # 3! 3! 2! 2! (students per teacher, teachers with equal counts swapped) for counts (3, 3, 2).
+    assert automorphism_count(np.eye(12), np.eye(12), np.eye(12)) == math.factorial(12)
+    counts = (3, 3, 2)
+    W = np.repeat(np.eye(3), counts, axis=0) / np.repeat(counts, counts)[:, None]
+    assert automorphism_count(W @ W.T, W, np.eye(3)) == 6 * 6 * 2 * 2
+
+
+def test_same_point_with_canonical_forms_agrees_with_the_isomorphism_test(rng):
+    # Deduplication accepts two candidates whose canonical forms agree without the isomorphism
+    # search; checked against that search (with full input checks) on permuted copies and on
+    # different points of one loss (a spurious minimum and its mirror images).
+    found, teacher = _ansatz_minimum(6, (5, 1))
+    candidates = []
+    for W in found.W[found.converged][:6]:
+        s = rng.permutation(6)
+        for X in (W, W[s]):
+            norm = float(np.linalg.norm(gradient_from_weights(X, teacher)))
+            candidates.append(make_candidate(X, teacher, norm, "flow", gradient_repolish))
+    T = np.eye(6)
+    for a, b in itertools.combinations(candidates, 2):
+        expected = abs(a.loss - b.loss) <= 1e-9 * max(1.0, a.loss) and same_orbit(a.reduced, b.reduced, T, tol=1e-6)
+        assert same_point(a, b, T) == expected
 
 
 def test_same_orbit_and_canonical_form_are_permutation_invariant(rng):

@@ -341,3 +341,20 @@ def test_continuations_in_lr_are_capped_by_width_in_demo_mode_only():
     assert DemoCaps.from_env({"LANDSCAPE_DEMO": "1", "LANDSCAPE_MAX_BRANCH_K": "8"}).branch_violations(
         RunConfig(K=6, M=5)) == ()
     assert DemoCaps.from_env({}).branch_violations(RunConfig(K=20, M=20)) == ()
+
+
+def test_leading_families_keep_the_most_reached_in_their_order():
+    # The K = M = 19, 20 catalogues of Safran & Shamir's table hold ~25 families, most reached at one
+    # width: drawn all at once, the 10-colour palette repeated and the legend outgrew the figure.
+    from landscape.dashboard.catalogues import leading_families
+
+    families = [{"name": "global", "K": [4, 5, 6], "fraction": [1.0, 1.0, 0.9]},
+                {"name": "saddle family", "K": [4, 5, 6], "fraction": [0.0, 0.0, 0.0]},
+                {"name": "type A", "K": [6], "fraction": [0.1]},
+                {"name": "rare", "K": [6], "fraction": [0.001]},
+                {"name": "rare saddle", "K": [6], "fraction": [0.0]}]
+    assert [f["name"] for f in leading_families(families, limit=3)] == ["global", "type A", "rare"]
+    assert [f["name"] for f in leading_families(families, limit=4)] == ["global", "saddle family", "type A", "rare"]
+    assert leading_families(families, limit=10) == families
+    with pytest.raises(ValueError, match="limit"):
+        leading_families(families, limit=0)

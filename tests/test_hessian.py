@@ -2,11 +2,14 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from landscape.critical_points.hessian import embed_overlaps, hessian_spectrum, weight_hessian
+from landscape.critical_points.search import newton_polish
+from landscape.kernels.linalg import symmetric_eigh
 from landscape.model.loss import gradient_coefficients, gradient_from_weights, loss_from_weights, overlaps_from_weights
 
 # Published (Safran & Shamir 2018; Arjevani & Field): eigenvalue of the Hessian at W = W*,
@@ -328,3 +331,37 @@ def test_rotation_modes_of_a_nearly_critical_point_count_as_zero(rng):
     assert exact.n_symmetry_zero > 0 and exact.n_flat == 0
     assert 1e-9 < nearby.gradient_norm < 1e-7
     assert (nearby.index, nearby.n_zero, nearby.n_flat) == (exact.index, exact.n_zero, exact.n_flat)
+
+
+# Weights (K = M = 20, orthonormal teacher) one Newton step into polishing a start of Safran & Shamir's table.
+NONCONVERGENT = Path(__file__).resolve().parent / "data" / "eigh_nonconvergence_K20.npy"
+
+
+def test_eigendecomposition_of_a_hessian_where_divide_and_conquer_failed():
+    # Regression: numpy.linalg.eigh (LAPACK ?syevd, OpenBLAS 0.3.31 on this machine) raised "Eigenvalues did not
+    # converge" on this finite weight Hessian (one eigenvalue repeated ~200 times); Newton polishing let it
+    # through and the whole K = M = 20 catalogue of 1,000 starts failed. Checked independently: the
+    # decomposition rebuilds the matrix, and the values match the values-only driver (eigvalsh).
+    W = np.load(NONCONVERGENT)
+    hessian = weight_hessian(W, np.eye(20))
+    values, vectors = symmetric_eigh(hessian)
+    assert np.max(np.abs((vectors * values) @ vectors.T - hessian)) < 1e-12
+    assert np.max(np.abs(vectors.T @ vectors - np.eye(400))) < 1e-10  # MRRR: orthogonal to ~1e-11
+    assert np.max(np.abs(values - np.linalg.eigvalsh(hessian))) < 1e-12
+    polished = newton_polish(W, np.eye(20))
+    assert polished.success and np.linalg.norm(gradient_from_weights(polished.W, np.eye(20))) < 1e-10
+
+
+def test_symmetric_eigh_falls_back_when_numpy_does_not_converge(monkeypatch, rng):
+    # The fallback runs on any machine: numpy's routine made to fail as OpenBLAS's did above.
+    A = rng.standard_normal((30, 30))
+    A = A + A.T
+    expected = np.linalg.eigvalsh(A)
+
+    def failing(matrix, UPLO="L"):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+
+    monkeypatch.setattr(np.linalg, "eigh", failing)
+    values, vectors = symmetric_eigh(A)
+    assert np.max(np.abs(values - expected)) < 1e-12
+    assert np.max(np.abs((vectors * values) @ vectors.T - A)) < 1e-12

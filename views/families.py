@@ -9,6 +9,7 @@ from landscape.catalogues.widths import families_across_widths
 from landscape.critical_points.embedding import add_student
 from landscape.critical_points.families import family_tree
 from landscape.dashboard import leaf_counts, series_configs, setting
+from landscape.dashboard.catalogues import leading_families
 from landscape.dashboard.family_figures import escape_figure, families_across_figure
 from landscape.dashboard.figures import family_figure, reachability_figure, spectrum_figure
 from views import common
@@ -42,7 +43,8 @@ def _across_widths(catalogues, series):
     if across is None:
         return None
     saddles = common.page_widget("families", "fsaddles")
-    shown = [f.to_dict() for f in across.families if saddles or "minimum" in f.kind]
+    candidates = [f.to_dict() for f in across.families if saddles or "minimum" in f.kind]
+    shown = leading_families(candidates)
     title = "student units K (= teacher units M)" if series == "K = M" else "student units K (= M + 1)"
     common.chart(families_across_figure(shown, x_title=title), key="families_across")
     starts = sorted({c.starts for c in catalogues})
@@ -53,6 +55,8 @@ def _across_widths(catalogues, series):
         "ending in the family, with 95% Wilson intervals; families no start reached are not drawn there. "
         "Same numbers: `landscape families --store assets/sweep_default --where K-M="
         f"{_OFFSET[series]}`."
+        + (f" Shown: the {len(shown)} families that catch the most starts, of {len(candidates)} (the others: that "
+           "command)." if len(shown) < len(candidates) else "")
     )
     return across
 

@@ -41,6 +41,7 @@ from ..critical_points.flat import gradient_repolish, make_candidate, same_point
 from ..critical_points.hessian import weight_hessian
 from ..critical_points.search import newton_polish
 from ..critical_points.transition import climb_to_saddle
+from ..kernels.linalg import symmetric_eigh
 from ..model.initialisation import teacher_weights
 from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps, rejection_norms
 from ..status import StatusEnum, check_should_stop, stop_if_asked
@@ -292,7 +293,7 @@ def saddle_weights(Q: np.ndarray, R: np.ndarray, W_teacher: np.ndarray) -> np.nd
 
 def _unstable_directions(W, W_teacher, count):
     """Eigenvectors (rows, unit Frobenius norm, shape (j, K, n)) of the ``count`` lowest negative eigenvalues."""
-    eigenvalues, eigenvectors = np.linalg.eigh(weight_hessian(W, W_teacher))
+    eigenvalues, eigenvectors = symmetric_eigh(weight_hessian(W, W_teacher))
     negative = np.flatnonzero(eigenvalues < -_NEGATIVE_TOL * max(1.0, abs(eigenvalues[-1])))[:count]
     return eigenvectors[:, negative].T.reshape(len(negative), *W.shape)
 

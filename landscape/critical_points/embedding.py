@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..kernels.linalg import symmetric_eigh
 from ..kernels.overlaps import embed_overlaps, validate_overlaps
 from ..model.loss import gradient_from_weights, loss_from_weights, rejection_norms
 from .batch_flow import EndReason, unchecked_batch_gradient
@@ -312,7 +313,7 @@ def _flow_paths(starts, W_teacher, end_losses, t_max=1e4):
 
 def _escapes(split, W_teacher, T, d, push, trajectories):
     """Flows from the split saddle pushed both ways along its most negative direction, then Newton."""
-    eigenvalues, vectors = np.linalg.eigh(weight_hessian(split, W_teacher))
+    eigenvalues, vectors = symmetric_eigh(weight_hessian(split, W_teacher))
     direction = vectors[:, 0].reshape(split.shape)
     size = push * float(np.max(np.linalg.norm(split, axis=1)))
     starts = np.array([split + size * direction, split - size * direction])

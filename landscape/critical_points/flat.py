@@ -25,7 +25,7 @@ import numpy as np
 from ..model.loss import gradient_from_weights, loss_from_weights
 from .fixed_points import ode_residual
 from .search import newton_polish
-from .symmetry import same_orbit
+from .symmetry import CanonicalForm, canonical_form, same_orbit
 
 __all__ = [
     "PARALLEL_ANGLE",
@@ -134,6 +134,7 @@ class Candidate:
     reduced: tuple
     count: int = 0
     found_by: tuple = ()
+    canonical: CanonicalForm | None = None  # of ``reduced``, computed when first compared
 
 
 def make_candidate(W, W_teacher, residual, source, repolish):
@@ -200,9 +201,22 @@ def finite_lr_repolish(config):
     return repolish
 
 
+def _canonical(candidate, T):
+    if candidate.canonical is None:
+        candidate.canonical = canonical_form(*candidate.reduced, T, tol=POINT_TOL, check_input=False)
+    return candidate.canonical
+
+
 def same_point(a, b, T):
     """Same orbit of the function: units on one ray are merged first, so that the points of a flat
-    continuum, and the continua joined through a unit of norm zero moving between rays, are one."""
+    continuum, and the continua joined through a unit of norm zero moving between rays, are one.
+
+    Canonical forms that agree within ``POINT_TOL`` settle it without the isomorphism search (each
+    is the point moved by a symmetry, so the symmetry between them maps every overlap to one within
+    the tolerance: the search would find it). They may differ for points of the same orbit (the
+    canonical form individualises units that only an automorphism tells apart), so the search
+    decides the rest. Both overlaps come from weights, so they are not validated again.
+    """
     (Qa, Ra), (Qb, Rb) = a.reduced, b.reduced
     if abs(a.loss - b.loss) > 1e-9 * max(1.0, a.loss) or Qa.shape != Qb.shape:
         return False
@@ -210,7 +224,10 @@ def same_point(a, b, T):
     for x, y in ((Qa, Qb), (Ra, Rb)):
         if np.max(np.abs(np.sort(x, axis=None) - np.sort(y, axis=None))) > POINT_TOL * scale:
             return False
-    return same_orbit((Qa, Ra), (Qb, Rb), T, tol=POINT_TOL)
+    first, second = _canonical(a, T), _canonical(b, T)
+    if max(np.max(np.abs(first.Q - second.Q)), np.max(np.abs(first.R - second.R))) <= POINT_TOL:
+        return True
+    return same_orbit((Qa, Ra), (Qb, Rb), T, tol=POINT_TOL, check_input=False)
 
 
 def deduplicate(candidates, T):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.gaussian import TINY
+from ..kernels.linalg import symmetric_eigh
 from ..model.loss import PairResiduals, loss_from_overlaps, rejection_norms
 from .batch_flow import (
     DEAD_NORM,
@@ -92,7 +93,7 @@ def _newton_step(W, W_teacher, gradient, basis):
     g = gradient.ravel()
     if basis is not None:
         hessian, g = basis.T @ hessian @ basis, basis.T @ g
-    eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+    eigenvalues, eigenvectors = symmetric_eigh(hessian)
     keep = np.abs(eigenvalues) > _RCOND * max(np.max(np.abs(eigenvalues)), TINY)
     step = -(eigenvectors[:, keep] @ ((eigenvectors[:, keep].T @ g) / eigenvalues[keep]))
     return (step if basis is None else basis @ step).reshape(W.shape)

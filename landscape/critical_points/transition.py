@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.linalg import symmetric_eigh
 from ..model.loss import gradient_from_weights
 from ..status import StatusEnum
 from .batch_flow import DEAD_NORM, check_batch, check_positive, row_norms
@@ -117,7 +118,7 @@ def climb_to_saddle(W: np.ndarray, W_teacher: np.ndarray, mode: int = 0, sign: f
     dead = DEAD_NORM * float(np.sqrt(np.max(np.sum(W_teacher**2, axis=1))))
     previous = None
     for iteration in range(max_steps):
-        eigenvalues, eigenvectors = np.linalg.eigh(weight_hessian(W, W_teacher))
+        eigenvalues, eigenvectors = symmetric_eigh(weight_hessian(W, W_teacher))
         live = np.abs(eigenvalues) > _ZERO_TOL * max(1.0, float(np.abs(eigenvalues).max()))
         if previous is None:
             candidates = np.flatnonzero(live)

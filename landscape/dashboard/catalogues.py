@@ -7,7 +7,8 @@ import json
 from ..model.config import InitSpec
 from .settings import SERIES_CHOICES
 
-__all__ = ["MAP_MAX_INDEX", "MAP_CLIMB_MODES", "MAX_SERIES", "leaf_counts", "series_configs", "catalogue_key"]
+__all__ = ["MAP_MAX_INDEX", "MAP_CLIMB_MODES", "MAX_SERIES", "MAX_FAMILY_LINES", "leaf_counts", "leading_families",
+           "series_configs", "catalogue_key"]
 
 #: Highest saddle index whose unstable directions the Landscape map follows (seconds up to K = M = 8;
 #: assets/connections_default.json is made with it).
@@ -16,6 +17,39 @@ MAP_MAX_INDEX = 6
 MAP_CLIMB_MODES = 2
 #: Most catalogues one reachability curve may compute on demand.
 MAX_SERIES = 8
+#: Most family lines in one families-across-widths figure: one colour each (the figure's palette has 10);
+#: the whole table (K = M = 4..20) has about 30 families, most of them reached at one or two widths.
+MAX_FAMILY_LINES = 10
+
+
+def leading_families(families, limit=MAX_FAMILY_LINES):
+    """The families that catch the most random starts, at most ``limit``, in their given order.
+
+    Parameters
+    ----------
+    families : sequence of dict
+        Entries of ``landscape families`` (``FamiliesAcrossWidths.to_dict()["families"]``), each
+        with ``fraction`` (per width) and ``K``.
+    limit : int, optional
+
+    Returns
+    -------
+    list of dict
+        Ranked by the summed basin fraction over the widths, then by the number of widths (so
+        families of saddles, which catch no start, come after every family of minima); shown in
+        the order given.
+
+    Raises
+    ------
+    ValueError
+        If ``limit`` is not a positive whole number.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive whole number, got {limit!r}")
+    families = list(families)
+    ranked = sorted(range(len(families)), key=lambda i: (-float(sum(families[i]["fraction"])), -len(families[i]["K"]), i))
+    kept = set(ranked[:limit])
+    return [family for i, family in enumerate(families) if i in kept]
 
 
 def leaf_counts(ids, parents):
