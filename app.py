@@ -218,6 +218,7 @@ _PRESENTATION_CSS = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 header[data-testid="stHeader"] {display: none !important;}
 .stApp, .stMarkdown p, .stCaption, [data-testid="stMetricValue"], .stDataFrame {font-size: 1.35rem !important;}
+[data-testid="stWidgetLabel"] p, [data-testid="stExpander"] summary p {font-size: 1.35rem !important;}
 h1 {font-size: 3rem !important;} h2, h3 {font-size: 2.1rem !important;}
 .block-container {padding-top: 1.5rem !important; max-width: 100% !important;}
 /* One figure per screen: side-by-side columns stack, each full width. */

@@ -8,7 +8,7 @@ import streamlit as st
 
 from landscape.catalogues.costs import Cost, branch_cost
 from landscape.dashboard.bifurcation_figures import bifurcation_figure, eigenvalue_figure
-from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure
+from landscape.dashboard.figures import loss_figure, overlap_heatmaps_figure, presentation_figure
 from landscape.dynamics.trajectory import FlowStatus
 from views import common
 
@@ -30,6 +30,8 @@ def _select_point():
 def _diagram(branches, names, selected):
     events = [e.to_dict(i) for i, branch in enumerate(branches) for e in branch.events]
     figure = bifurcation_figure([branch.to_dict() for branch in branches], events, selected=selected, names=names)
+    if st.session_state.get(common.PRESENT_KEY):  # this chart is clickable, so it does not go through common.chart
+        figure = presentation_figure(figure)
     image = st.session_state.get("img", "png")
     config = {"displaylogo": False, "toImageButtonOptions": {"format": image, "filename": "bifurcation", "scale": 2}}
     st.plotly_chart(figure, key="bifurcation", theme="streamlit", config=config, on_select=_select_point,

@@ -187,14 +187,16 @@ def connection_cost(catalogue: Catalogue, max_index: int, climb_modes: int) -> C
 def branch_cost(K: int, M: int, max_steps: int = 400) -> Cost:
     """Cost of a continuation in lr (:func:`landscape.critical_points.continuation.continue_fixed_point`).
 
-    Every step computes the Jacobian by central differences (``2 N`` right-hand sides with the
-    four-point term, ``N = K (K + 1) / 2 + K M`` unknowns) and a few corrector steps; the branch
+    Every step computes one Jacobian (the four-point term's by its compiled Price derivatives, the
+    gradient part by ``2 N`` batched gradient differences, ``N = K (K + 1) / 2 + K M`` unknowns) and
+    Broyden-updated corrector steps: about 1.3 Jacobians and 7 right-hand sides with the four-point
+    quadrature per step (counted at K = 2 and 4), priced here as 10 such right-hand sides. The branch
     keeps every point's Jacobian and eigenvalues.
     """
     K, M = _widths(K, M)
     unknowns = K * (K + 1) // 2 + K * M
-    evaluations = max_steps * (2 * unknowns + 8)
-    operations = evaluations * velocity_operations(K, M, True) + max_steps * 10.0 * unknowns ** 3
+    per_step = 10 * velocity_operations(K, M, True) + 2 * unknowns * velocity_operations(K, M, False)
+    operations = max_steps * (per_step + 10.0 * unknowns ** 3)
     return Cost(operations, _FLOAT * max_steps * (unknowns * (unknowns + 1) + 3 * unknowns + K * K + K * M))
 
 
