@@ -69,10 +69,14 @@ def _branches(current, config, lr_max):
         if result is None:
             return None, None
         names = [_minimum_name(catalogue.points[i], i) for i in result.points]
-        for index, reason in result.skipped.items():
-            st.caption(f"{_minimum_name(catalogue.points[index], index)}: no branch ({reason}).")
         if result.branches:
+            for index, reason in result.skipped.items():
+                st.caption(f"{_minimum_name(catalogue.points[index], index)}: no branch ({reason}).")
             return list(result.branches), names
+        if result.skipped:  # the global minimum alone would fail for the same reason: say it once
+            index, reason = next(iter(result.skipped.items()))
+            st.warning(f"No branch to draw: {_minimum_name(catalogue.points[index], index)}: {reason}.")
+            return None, None
     with st.spinner("Continuing the fixed point in lr..."):
         branch = common.call(common.global_minimum_branch, config.to_json(), lr_max)
     if branch is None:

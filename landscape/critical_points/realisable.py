@@ -165,9 +165,13 @@ def realisable_branch(Q, R, T, lr, lr_max, n_points=60):
     Q, R, T = validate_overlaps(Q, R, T)
     T = _check_teacher(T)
     if not is_realisable_minimum(Q, R, T):
-        raise ValueError(f"not the realisable global minimum of K = M students (loss < {REALISABLE_LOSS:.0e}; with "
-                         f"K > M it lies on the boundary of the Gram-matrix cone, where the ODE has no Jacobian): "
-                         f"K = {R.shape[0]}, M = {R.shape[1]}, loss = {float(loss_from_overlaps(Q, R, T)):.3e}")
+        K, M, loss = R.shape[0], R.shape[1], float(loss_from_overlaps(Q, R, T))
+        if K > M and loss < REALISABLE_LOSS:
+            raise ValueError(f"without label noise a zero-loss minimum of K = {K} > M = {M} students lies on the boundary "
+                             "of the Gram-matrix cone, where the ODE has no Jacobian, so it cannot be continued in lr: "
+                             "set a label noise > 0, or K = M")
+        raise ValueError(f"not the realisable global minimum of K = M students (loss < {REALISABLE_LOSS:.0e}): "
+                         f"K = {K}, M = {M}, loss = {loss:.3e}")
     if not (np.isfinite(lr) and np.isfinite(lr_max) and 0 < lr < lr_max):
         raise ValueError(f"need 0 < lr < lr_max, got lr = {lr!r}, lr_max = {lr_max!r}")
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
