@@ -155,3 +155,16 @@ def test_page_computes_catalogue_and_connections_on_a_click():
     tree = _figures(at)[0]
     leaves = next(t for t in tree["data"] if t.get("name") == "minima")
     assert leaves["text"] and all(text.startswith("#") for text in leaves["text"])
+
+
+def test_tree_message_counts_agree_in_number(shipped):
+    # The page's caption read "1 minima" for a one-minimum tree: counts in the message take the singular for one.
+    import re
+
+    singular = {"minima": "minimum", "merges": "merge", "saddles": "saddle", "groups": "group"}
+    tree = disconnectivity_tree(shipped)
+    minima = sum(p.kind.value == "minimum" for p in shipped.catalogue.points)
+    counts = re.findall(r"(\d+) (minimum|minima|merges?|saddles?|groups?)\b", tree.message)
+    assert counts[0] == (str(minima), "minima" if minima != 1 else "minimum"), tree.message
+    for number, noun in counts:
+        assert (number == "1") == (noun in singular.values()), tree.message
