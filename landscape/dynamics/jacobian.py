@@ -116,10 +116,9 @@ def right_hand_side(Q, R, T, lr, eta2=True, noise=0.0, jacobian=True, step=STEP)
     RightHandSide
     """
     K, M = R.shape
-    N = K * (K + 1) // 2 + K * M
     gradient = state_vector(*gradient_flow_velocity(Q, R, T))
     h = step * max(1.0, float(np.max(np.abs(state_vector(Q, R)))))
-    phi_q, phi_jacobian = np.zeros((K, K)), np.zeros((N, K, K))
+    phi_q, matrix = np.zeros((K, K)), None
     if eta2 and carried_four_point_applies(Q, R, T):
         omega = _joint(Q, R, T)
         carried = carried_four_point(K, M).initial_state(omega)
@@ -129,15 +128,15 @@ def right_hand_side(Q, R, T, lr, eta2=True, noise=0.0, jacobian=True, step=STEP)
         directions[:, K:, :K] = np.swapaxes(dR, 1, 2)
         tables = flow_model(T, lr, noise, K, np.inf, carried=True).tables
         phi_q, phi_jacobian = finite_lr_term_derivatives(omega, carried, directions, float(noise), K, tables, h)
-    elif eta2:
+        if jacobian:
+            matrix = lr * _gradient_jacobian(Q, R, T, h) + lr**2 * _phi_vector(phi_jacobian, K, M).T
+    elif eta2:  # aligned or dead units: the quadrature, differenced
         phi_q = unchecked_finite_lr_expectation(Q, R, T, noise)
         if jacobian:
-            return RightHandSide(lr * gradient + lr**2 * _phi_vector(phi_q, K, M), gradient,
-                                 _phi_vector(phi_q, K, M), quadrature_jacobian(Q, R, T, lr, eta2, noise, step))
+            matrix = quadrature_jacobian(Q, R, T, lr, eta2, noise, step)
+    elif jacobian:
+        matrix = lr * _gradient_jacobian(Q, R, T, h)
     phi = _phi_vector(phi_q, K, M)
-    matrix = None
-    if jacobian:
-        matrix = lr * _gradient_jacobian(Q, R, T, h) + lr**2 * _phi_vector(phi_jacobian, K, M).T
     return RightHandSide(lr * gradient + lr**2 * phi, gradient, phi, matrix)
 
 
