@@ -174,12 +174,8 @@ class _VisitorLeft(Exception):
 
 
 def visitor_left():
-    """A callback for a computation's ``should_stop``: True once this page's visitor has left."""
-    return _visitor_left()
-
-
-def _visitor_left():
-    """A callback: True once this page's visitor has closed the tab or the connection is gone."""
+    """A callback for a computation's ``should_stop``: True once this page's visitor has closed the tab
+    or the connection is gone."""
     from streamlit.runtime import Runtime
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -192,7 +188,7 @@ def _visitor_left():
 
 def sgd(config_json, d, seed):
     """Direct one-pass SGD (cached, :func:`_sgd`); stops early if the visitor leaves (nothing is cached then)."""
-    return _sgd(config_json, d, seed, _should_stop=_visitor_left())
+    return _sgd(config_json, d, seed, _should_stop=visitor_left())
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -206,7 +202,7 @@ def global_minimum_branch(config_json, lr_max):
     """The global minimum's branch of ODE fixed points from the config's lr to ``lr_max`` (cached,
     :func:`_branch`); None if the visitor left before it was done (nothing is cached then)."""
     try:
-        return _branch(config_json, lr_max, _should_stop=_visitor_left())
+        return _branch(config_json, lr_max, _should_stop=visitor_left())
     except Stopped:
         return None
 
@@ -221,7 +217,7 @@ def _branch(config_json, lr_max, _should_stop=None):
 def sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max):
     """Direct one-pass SGD at ``lr`` and input dimension ``d`` from the overlaps ``(Q, R)`` (nested lists),
     cached (:func:`_sgd_from_overlaps`); stops early if the visitor leaves (nothing is cached then)."""
-    return _sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max, _should_stop=_visitor_left())
+    return _sgd_from_overlaps(config_json, Q, R, lr, d, seed, t_max, _should_stop=visitor_left())
 
 
 def catalogue_branches(catalogue, config_json, lr_max, catalogue_settings):
@@ -229,7 +225,7 @@ def catalogue_branches(catalogue, config_json, lr_max, catalogue_settings):
     (cached, :func:`_catalogue_branches`); None if the visitor left before it was done (nothing is
     cached then)."""
     try:
-        return _catalogue_branches(catalogue, config_json, lr_max, catalogue_settings, _should_stop=_visitor_left())
+        return _catalogue_branches(catalogue, config_json, lr_max, catalogue_settings, _should_stop=visitor_left())
     except Stopped:
         return None
 
@@ -367,7 +363,7 @@ def catalogue(current, regime, starts, seed, key):
         return None
     bar = st.progress(0.0, text=f"0 of {starts} starts")
 
-    left = _visitor_left()
+    left = visitor_left()
 
     def progress(done, total):
         if left():  # nobody waits for it: stop (landscape.critical_points.parallel cancels the rest)
