@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["StatusEnum", "Stopped", "check_should_stop", "stop_if_asked"]
+__all__ = ["StatusEnum", "Stopped", "check_should_stop", "counted", "stop_if_asked"]
 
 
 class StatusEnum(enum.Enum):
@@ -46,3 +46,8 @@ def stop_if_asked(should_stop, what):
     """Raise :class:`Stopped` saying ``what`` stopped if ``should_stop()`` is True (None: never)."""
     if should_stop is not None and should_stop():
         raise Stopped(f"{what} stopped: nobody waits for it")
+
+
+def counted(number, one, many):
+    """``"1 saddle"``, ``"3 saddles"``: a count with its noun, for result messages."""
+    return f"{number} {one if number == 1 else many}"

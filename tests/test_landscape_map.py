@@ -37,6 +37,8 @@ def test_the_shipped_connections_are_those_of_the_default_catalogue_and_reproduc
     assert np.allclose([c.barriers for c in again.connections], [c.barriers for c in shipped.connections],
                        rtol=1e-6, atol=1e-12)
     assert [p.loss for p in again.catalogue.points] == pytest.approx([p.loss for p in shipped.catalogue.points])
+    # The page shows the shipped message: it read "1 index-1 saddles" until counts took the singular.
+    assert again.message == shipped.message
 
 
 def test_tree_figure_draws_levels_saddles_and_basin_widths(shipped):

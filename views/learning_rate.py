@@ -45,7 +45,7 @@ def _diagram(branches, names, selected):
         text += (f" It folds at lr = {folds[0].lr:.6f}: beyond it there is no fixed point near this minimum and SGD "
                  "escapes.")
     elif changes:  # the realisable minimum without label noise: no fold, it stops attracting
-        text += f" It stops attracting at lr = {changes[0].lr:.6f}: beyond it SGD leaves it."
+        text += f" Beyond lr = {changes[0].lr:.6f} SGD leaves it."  # the branch's message already says where
         folds = changes
     st.caption(text + " Click a point of a branch to show it below.")
     return folds

@@ -44,7 +44,7 @@ from ..critical_points.transition import climb_to_saddle
 from ..kernels.linalg import symmetric_eigh
 from ..model.initialisation import teacher_weights
 from ..model.loss import PairResiduals, gradient_from_weights, loss_from_overlaps, rejection_norms
-from ..status import StatusEnum, check_should_stop, stop_if_asked
+from ..status import StatusEnum, check_should_stop, counted, stop_if_asked
 from .build import mark_global, point_record
 from .records import Catalogue, PointKind
 
@@ -238,8 +238,9 @@ def _outcome(connections, catalogue):
     else:
         status = ConnectionStatus.FAILED if found == 0 else ConnectionStatus.HALF
     higher = len(connections) - len(first)
-    message = (f"{len(first)} index-1 saddles, {found} of {len(ends)} descents ended at critical points; "
-               f"{higher} unstable directions of higher-index saddles followed")
+    message = (f"{counted(len(first), 'index-1 saddle', 'index-1 saddles')}, {found} of {len(ends)} descents ended at "
+               f"critical points; {counted(higher, 'unstable direction', 'unstable directions')} of higher-index saddles "
+               "followed")
     return status is ConnectionStatus.CONNECTED, status, message
 
 

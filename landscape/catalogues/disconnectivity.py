@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..status import StatusEnum
+from ..status import StatusEnum, counted
 from .connections import ConnectedCatalogue
 from .records import PointKind
 
@@ -342,16 +342,12 @@ def disconnectivity_tree(connected: ConnectedCatalogue, max_index: int | None = 
     saddle_marks = tuple(SaddleMark(saddle=s, node=position[k], level=float(points[s].loss), x=float(x[k]),
                                     merges=merged) for s, k, merged in marks)
     status = TreeStatus.CONNECTED if len(roots) == 1 else TreeStatus.DISCONNECTED
-    message = (f"{_count(len(minima), 'minimum', 'minima')}, {_count(len(inner), 'merge', 'merges')} through "
-               f"{_count(len(saddle_marks), 'saddle', 'saddles')}; {_count(len(roots), 'group', 'groups')} of minima")
+    message = (f"{counted(len(minima), 'minimum', 'minima')}, {counted(len(inner), 'merge', 'merges')} through "
+               f"{counted(len(saddle_marks), 'saddle', 'saddles')}; {counted(len(roots), 'group', 'groups')} of minima")
     return DisconnectivityTree(nodes=nodes, roots=tuple(position[r] for r in roots), top=float(top),
                                saddles=saddle_marks, families=families, success=len(roots) == 1, status=status,
                                message=message)
 
-
-
-def _count(number, one, many):
-    return f"{number} {one if number == 1 else many}"
 
 
 def _leaf_order(key, children_of):
