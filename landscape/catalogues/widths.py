@@ -1,9 +1,9 @@
 """Families across widths: each family's loss, Hessian, basin fraction and count as ``K`` grows.
 
 :func:`families_across_widths` reads catalogues (e.g. the ``K = M`` ones of a sweep store) and
-follows each family (:func:`landscape.critical_points.families.classify_point`, recomputed from the
-stored overlaps, so stores written under older labelling rules read the same) from one width to the
-next: its names do not depend on ``K``, so one family is one line. For a family at one ``K``: its
+follows each family (the label :func:`landscape.critical_points.families.classify_point` gave each
+point when its catalogue was built; a store written under older labelling rules shows its own labels)
+from one width to the next: its names do not depend on ``K``, so one family is one line. For a family at one ``K``: its
 lowest-loss point (a minimum when the family has one) gives ``loss``, ``min_eigenvalue`` and
 ``kind``; ``count`` is the starts that ended at any of its points, ``fraction`` that count over the
 catalogue's starts with a Wilson interval (:func:`landscape.catalogues.reachability.wilson_interval`).
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..critical_points.families import classify_point
 from .reachability import wilson_interval
 from .records import Catalogue, PointKind
 
@@ -122,11 +121,12 @@ class FamiliesAcrossWidths:
 
 def _catalogue_families(catalogue):
     """``{name: (representative point, basin count)}`` of one catalogue."""
-    T = catalogue.config.teacher_matrix()
+    # The stored label, not a new classification: classifying every point of the shipped table
+    # again (orbit partitions of up to 20 + 20 units) made the Families page's first load take
+    # 27 CPU s (K = M and K = M + 1 series).
     members = {}
     for point in catalogue.points:
-        name = classify_point(point.Q, point.R, T).label
-        members.setdefault(name, []).append(point)
+        members.setdefault(point.family, []).append(point)
     result = {}
     for name, points in members.items():
         minima = [p for p in points if p.kind is PointKind.MINIMUM]
