@@ -51,7 +51,6 @@ Eq. (6.5) of docs/theory.md: families as isotropy types (Safran & Shamir 2018 fo
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
