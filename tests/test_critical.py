@@ -18,7 +18,14 @@ from landscape.critical_points.fixed_points import ode_fixed_point, ode_residual
 from landscape.critical_points.flat import gradient_repolish, make_candidate, same_point
 from landscape.critical_points.hessian import weight_hessian
 from landscape.critical_points.search import newton_polish, search_critical_points
-from landscape.critical_points.symmetry import automorphism_count, canonical_form, orbit_partition, orbit_size, same_orbit
+from landscape.critical_points.symmetry import (
+    aligned_symmetry,
+    automorphism_count,
+    canonical_form,
+    orbit_partition,
+    orbit_size,
+    same_orbit,
+)
 from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
 
 # Published leading-family losses (Safran & Shamir 2018, /work/shared/reference/README.md).
@@ -363,6 +370,35 @@ def test_same_point_with_canonical_forms_agrees_with_the_isomorphism_test(rng):
     for a, b in itertools.combinations(candidates, 2):
         expected = abs(a.loss - b.loss) <= 1e-9 * max(1.0, a.loss) and same_orbit(a.reduced, b.reduced, T, tol=1e-6)
         assert same_point(a, b, T) == expected
+
+
+def test_aligned_symmetry_finds_the_permutation_or_nothing(rng):
+    # Deduplication settles polished copies by aligning units: on copies permuted by a known
+    # (student, teacher) permutation it must return a symmetry that maps the overlaps exactly, at
+    # symmetric points too (the global minimum, units split over teachers), and on the 3 x 3 points
+    # it never accepts a pair that brute-force enumeration of all permutations rejects.
+    counts = (3, 1, 1, 1)
+    points = [np.eye(6), rng.standard_normal((6, 6)),
+              np.repeat(np.eye(4), counts, axis=0) / np.repeat(counts, counts)[:, None]]
+    for W in points:
+        K, M = W.shape
+        Q, R = W @ W.T, W.copy()
+        for _ in range(4):
+            s, p = rng.permutation(K), rng.permutation(M)
+            Qp, Rp = Q[np.ix_(s, s)] + 1e-9, R[np.ix_(s, p)]
+            found = aligned_symmetry((Q, R), (Qp, Rp), np.eye(M))
+            assert found is not None
+            assert np.allclose(Qp[np.ix_(found[0], found[0])], Q) and np.allclose(Rp[np.ix_(*found)], R)
+    T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+    shapes = list(_points_3x3(rng).values())
+    for Wa, Wb in itertools.product(shapes, repeat=2):
+        a, b = (Wa @ Wa.T, Wa @ np.eye(3)), (Wb @ Wb.T, Wb @ np.eye(3))
+        for teacher in (np.eye(3), T):
+            if aligned_symmetry(a, b, teacher) is not None:
+                assert any(np.allclose(b[0][np.ix_(s, s)], a[0]) and np.allclose(b[1][np.ix_(s, p)], a[1])
+                           and np.allclose(teacher[np.ix_(p, p)], teacher)
+                           for s in itertools.permutations(range(3)) for p in itertools.permutations(range(3)))
+    assert aligned_symmetry((np.eye(2), np.eye(2)), (np.eye(3), np.eye(3)), np.eye(2)) is None
 
 
 def test_same_orbit_and_canonical_form_are_permutation_invariant(rng):

@@ -29,6 +29,7 @@ from ..kernels.overlaps import validate_overlaps
 __all__ = [
     "CanonicalForm",
     "same_orbit",
+    "aligned_symmetry",
     "canonical_form",
     "automorphism_count",
     "orbit_size",
@@ -235,6 +236,54 @@ def same_orbit(point_a, point_b, T, tol=1e-6, check_input=True):
         raise ValueError(f"the points have different widths K: {Qa.shape[0]} and {Qb.shape[0]}")
     (EA, cA), (EB, cB) = _structures([(Qa, Ra), (Qb, Rb)], T, tol)
     return _isomorphism(EA, EB, cA, cB, _Budget()) is not None
+
+
+def _assignment(A, B):
+    """Permutation ``p`` minimising ``sum_i |A_i - B_p(i)|^2`` over the rows (Hungarian method)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = np.sum((A[:, None, :] - B[None, :, :]) ** 2, axis=2)
+    return linear_sum_assignment(cost)[1]
+
+
+def aligned_symmetry(point_a, point_b, T, tol=1e-6):
+    """A symmetry mapping ``point_b`` onto ``point_a`` found by aligning units, or None.
+
+    A fast sufficient test for :func:`same_orbit` (deduplicating a catalogue compares ~1,000
+    polished copies of a few points): students are matched by their sorted overlap patterns,
+    teachers by their overlap columns, students again by their rows against the matched teachers
+    (each an assignment problem), and the candidate symmetry is checked entry by entry. Every
+    overlap it maps is within ``tol`` (relative to ``max(1, max |overlap|)``, as the edge colours
+    of :func:`same_orbit`), so the isomorphism search would find it; None says nothing (units
+    that only the search tells apart, or different points).
+
+    Parameters
+    ----------
+    point_a, point_b : tuple of ndarray
+        ``(Q, R)`` of each point, shapes (K, K) and (K, M); not validated (overlaps from weights).
+    T : ndarray, shape (M, M)
+    tol : float, optional
+
+    Returns
+    -------
+    (student_order, teacher_order) or None
+        ``Q_a = Q_b[s][:, s]``, ``R_a = R_b[s][:, t]`` and ``T = T[t][:, t]`` within the tolerance.
+    """
+    (Qa, Ra), (Qb, Rb) = point_a, point_b
+    if Qa.shape != Qb.shape or Ra.shape != Rb.shape:
+        return None
+    scale = max(1.0, *(float(np.max(np.abs(m))) for m in (Qa, Ra, Qb, Rb, T)))
+
+    def pattern(Q, R):
+        return np.concatenate([np.diagonal(Q)[:, None], np.sort(Q, axis=1), np.sort(R, axis=1)], axis=1)
+
+    students = _assignment(pattern(Qa, Ra), pattern(Qb, Rb))
+    teachers = _assignment(Ra.T, Rb[students].T)
+    students = _assignment(Ra, Rb[:, teachers])
+    mapped = (Qb[np.ix_(students, students)] - Qa, Rb[np.ix_(students, teachers)] - Ra, T[np.ix_(teachers, teachers)] - T)
+    if max(float(np.max(np.abs(m))) for m in mapped) <= tol * scale:
+        return students, teachers
+    return None
 
 
 def automorphism_count(Q, R, T, tol=1e-6):
