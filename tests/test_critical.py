@@ -346,6 +346,21 @@ def test_stabiliser_orbits_match_brute_force_enumeration(rng):
             assert np.array_equal(np.unique(found, return_inverse=True)[1], wanted), name
 
 
+def test_teacher_orbits_are_cached_without_sharing_the_arrays():
+    # The orbits of Aut(T) and |Aut(T)| are kept per teacher (asked for by every point of a
+    # catalogue); a caller changing the returned arrays must not change the next answer.
+    T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+    expected = _brute_force_stabiliser_orbits(T, T, T)
+    for _ in range(2):
+        found = orbit_partition(T, T, T)
+        for orbits, wanted in zip(found, expected):
+            assert np.array_equal(np.unique(orbits, return_inverse=True)[1], wanted)
+            orbits[:] = 7
+    W = np.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.5, 0]])
+    for _ in range(2):
+        assert orbit_size(W @ W.T, W @ np.linalg.cholesky(T).T, T) == _brute_force_orbit(W @ W.T, W @ np.linalg.cholesky(T).T, T)
+
+
 def test_automorphism_count_of_large_symmetric_groups():
     # Exact counts where the chain has many levels: 12! at the K = M = 12 global minimum, and
     # 3! 3! 2! 2! (students per teacher, teachers with equal counts swapped) for counts (3, 3, 2).
