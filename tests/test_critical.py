@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from landscape.critical_points.ansatz import ansatz_projector, ansatz_starts, integer_partitions, plateau_projector
-from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical
+from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical, subspace_basis
 from landscape.critical_points.fixed_points import ode_fixed_point, ode_residual
 from landscape.critical_points.flat import gradient_repolish, make_candidate, same_point
 from landscape.critical_points.hessian import weight_hessian
@@ -189,6 +189,21 @@ def test_ansatz_subspace_is_a_projection_invariant_under_the_gradient(rng, paire
     W = (P @ rng.standard_normal(K * M)).reshape(K, M)
     gradient = gradient_from_weights(W, teacher).ravel()
     assert np.allclose(P @ gradient, gradient, atol=1e-13)  # equivariance: the flow stays in the subspace
+
+
+def test_subspace_basis_spans_the_range_and_cached_bases_stay_intact(rng):
+    # Bases are kept per projector (the ansatz search asks again at every hand-over check and
+    # polish): the basis of an oblique projector spans its range, and a caller cannot change a
+    # kept basis (it would be the wrong basis for every later flow in that subspace).
+    A, B = rng.standard_normal((12, 5)), rng.standard_normal((12, 5))
+    P = A @ np.linalg.solve(B.T @ A, B.T)  # onto the columns of A along the complement of B's
+    assert np.allclose(P @ P, P) and not np.allclose(P, P.T)
+    for _ in range(2):
+        basis = subspace_basis(P.copy())
+        assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]))
+        assert basis.shape[1] == round(np.trace(P)) and np.allclose(P @ basis, basis)
+        with pytest.raises(ValueError):
+            basis[0, 0] = 1.0
 
 
 def test_ansatz_rejects_bad_blocks_and_teachers():
