@@ -286,7 +286,7 @@ def aligned_symmetry(point_a, point_b, T, tol=1e-6):
     (Qa, Ra), (Qb, Rb) = point_a, point_b
     if Qa.shape != Qb.shape or Ra.shape != Rb.shape:
         return None
-    scale = max(1.0, *(float(np.max(np.abs(m))) for m in (Qa, Ra, Qb, Rb, T)))
+    scale = max(1.0, float(np.max(np.abs(np.concatenate([m.ravel() for m in (Qa, Ra, Qb, Rb, T)])))))
 
     def pattern(Q, R):
         return np.concatenate([np.diagonal(Q)[:, None], np.sort(Q, axis=1), np.sort(R, axis=1)], axis=1)
@@ -294,10 +294,9 @@ def aligned_symmetry(point_a, point_b, T, tol=1e-6):
     students = _assignment(pattern(Qa, Ra), pattern(Qb, Rb))
     teachers = _assignment(Ra.T, Rb[students].T)
     students = _assignment(Ra, Rb[:, teachers])
-    mapped = (Qb[np.ix_(students, students)] - Qa, Rb[np.ix_(students, teachers)] - Ra, T[np.ix_(teachers, teachers)] - T)
-    if max(float(np.max(np.abs(m))) for m in mapped) <= tol * scale:
-        return students, teachers
-    return None
+    error = max(np.max(np.abs(Qb[students][:, students] - Qa)), np.max(np.abs(Rb[students][:, teachers] - Ra)),
+                np.max(np.abs(T[teachers][:, teachers] - T)))
+    return (students, teachers) if error <= tol * scale else None
 
 
 def automorphism_count(Q, R, T, tol=1e-6):
