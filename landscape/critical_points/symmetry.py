@@ -12,7 +12,8 @@ Canonical forms, deduplication, orbit sizes
     automorphism groups counted exactly along a stabiliser chain. The canonical form orders units
     by their refined colours, individualising the first vertex of the smallest ambiguous cell
     until every cell is a single unit; deduplication does not rely on it (it uses the isomorphism
-    test).
+    test, after a fast sufficient test: a symmetry found by aligning the units, :func:`aligned_symmetry`).
+    Results for the teacher alone are computed once per teacher.
 
 Eq. (6.1) of docs/theory.md.
 """
