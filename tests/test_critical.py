@@ -13,12 +13,19 @@ import numpy as np
 import pytest
 
 from landscape.critical_points.ansatz import ansatz_projector, ansatz_starts, integer_partitions, plateau_projector
-from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical
+from landscape.critical_points.batch_flow import EndReason, batch_gradient, flow_to_critical, subspace_basis
 from landscape.critical_points.fixed_points import ode_fixed_point, ode_residual
 from landscape.critical_points.flat import gradient_repolish, make_candidate, same_point
 from landscape.critical_points.hessian import weight_hessian
 from landscape.critical_points.search import newton_polish, search_critical_points
-from landscape.critical_points.symmetry import automorphism_count, canonical_form, orbit_partition, orbit_size, same_orbit
+from landscape.critical_points.symmetry import (
+    aligned_symmetry,
+    automorphism_count,
+    canonical_form,
+    orbit_partition,
+    orbit_size,
+    same_orbit,
+)
 from landscape.model.loss import gradient_flow_velocity, gradient_from_weights, loss_from_weights
 
 # Published leading-family losses (Safran & Shamir 2018, /work/shared/reference/README.md).
@@ -184,6 +191,21 @@ def test_ansatz_subspace_is_a_projection_invariant_under_the_gradient(rng, paire
     assert np.allclose(P @ gradient, gradient, atol=1e-13)  # equivariance: the flow stays in the subspace
 
 
+def test_subspace_basis_spans_the_range_and_cached_bases_stay_intact(rng):
+    # Bases are kept per projector (the ansatz search asks again at every hand-over check and
+    # polish): the basis of an oblique projector spans its range, and a caller cannot change a
+    # kept basis (it would be the wrong basis for every later flow in that subspace).
+    A, B = rng.standard_normal((12, 5)), rng.standard_normal((12, 5))
+    P = A @ np.linalg.solve(B.T @ A, B.T)  # onto the columns of A along the complement of B's
+    assert np.allclose(P @ P, P) and not np.allclose(P, P.T)
+    for _ in range(2):
+        basis = subspace_basis(P.copy())
+        assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]))
+        assert basis.shape[1] == round(np.trace(P)) and np.allclose(P @ basis, basis)
+        with pytest.raises(ValueError):
+            basis[0, 0] = 1.0
+
+
 def test_ansatz_rejects_bad_blocks_and_teachers():
     with pytest.raises(ValueError, match="adding up"):
         ansatz_projector(3, 3, (2, 2), np.eye(3))
@@ -339,6 +361,21 @@ def test_stabiliser_orbits_match_brute_force_enumeration(rng):
             assert np.array_equal(np.unique(found, return_inverse=True)[1], wanted), name
 
 
+def test_teacher_orbits_are_cached_without_sharing_the_arrays():
+    # The orbits of Aut(T) and |Aut(T)| are kept per teacher (asked for by every point of a
+    # catalogue); a caller changing the returned arrays must not change the next answer.
+    T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+    expected = _brute_force_stabiliser_orbits(T, T, T)
+    for _ in range(2):
+        found = orbit_partition(T, T, T)
+        for orbits, wanted in zip(found, expected):
+            assert np.array_equal(np.unique(orbits, return_inverse=True)[1], wanted)
+            orbits[:] = 7
+    W = np.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.5, 0]])
+    for _ in range(2):
+        assert orbit_size(W @ W.T, W @ np.linalg.cholesky(T).T, T) == _brute_force_orbit(W @ W.T, W @ np.linalg.cholesky(T).T, T)
+
+
 def test_automorphism_count_of_large_symmetric_groups():
     # Exact counts where the chain has many levels: 12! at the K = M = 12 global minimum, and
     # 3! 3! 2! 2! (students per teacher, teachers with equal counts swapped) for counts (3, 3, 2).
@@ -363,6 +400,35 @@ def test_same_point_with_canonical_forms_agrees_with_the_isomorphism_test(rng):
     for a, b in itertools.combinations(candidates, 2):
         expected = abs(a.loss - b.loss) <= 1e-9 * max(1.0, a.loss) and same_orbit(a.reduced, b.reduced, T, tol=1e-6)
         assert same_point(a, b, T) == expected
+
+
+def test_aligned_symmetry_finds_the_permutation_or_nothing(rng):
+    # Deduplication settles polished copies by aligning units: on copies permuted by a known
+    # (student, teacher) permutation it must return a symmetry that maps the overlaps exactly, at
+    # symmetric points too (the global minimum, units split over teachers), and on the 3 x 3 points
+    # it never accepts a pair that brute-force enumeration of all permutations rejects.
+    counts = (3, 1, 1, 1)
+    points = [np.eye(6), rng.standard_normal((6, 6)),
+              np.repeat(np.eye(4), counts, axis=0) / np.repeat(counts, counts)[:, None]]
+    for W in points:
+        K, M = W.shape
+        Q, R = W @ W.T, W.copy()
+        for _ in range(4):
+            s, p = rng.permutation(K), rng.permutation(M)
+            Qp, Rp = Q[np.ix_(s, s)] + 1e-9, R[np.ix_(s, p)]
+            found = aligned_symmetry((Q, R), (Qp, Rp), np.eye(M))
+            assert found is not None
+            assert np.allclose(Qp[np.ix_(found[0], found[0])], Q) and np.allclose(Rp[np.ix_(*found)], R)
+    T = np.array([[1.0, 0.3, 0], [0.3, 1, 0], [0, 0, 1]])
+    shapes = list(_points_3x3(rng).values())
+    for Wa, Wb in itertools.product(shapes, repeat=2):
+        a, b = (Wa @ Wa.T, Wa @ np.eye(3)), (Wb @ Wb.T, Wb @ np.eye(3))
+        for teacher in (np.eye(3), T):
+            if aligned_symmetry(a, b, teacher) is not None:
+                assert any(np.allclose(b[0][np.ix_(s, s)], a[0]) and np.allclose(b[1][np.ix_(s, p)], a[1])
+                           and np.allclose(teacher[np.ix_(p, p)], teacher)
+                           for s in itertools.permutations(range(3)) for p in itertools.permutations(range(3)))
+    assert aligned_symmetry((np.eye(2), np.eye(2)), (np.eye(3), np.eye(3)), np.eye(2)) is None
 
 
 def test_same_orbit_and_canonical_form_are_permutation_invariant(rng):

@@ -21,6 +21,7 @@ Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -297,7 +298,22 @@ def flow_to_critical(W0, W_teacher, tol=1e-6, max_steps=20_000, rtol=1e-2, proje
     return flow_batch(W0, W_teacher, tol, max_steps, rtol, projector, handover_tol)
 
 
+# Bases of recent projectors by a digest of their bytes: the ansatz search asks for the basis of one of
+# ~15 projectors at every hand-over check and Newton polish of its ~60 flows, and the SVD of a
+# 400 x 400 projector took a third of the ansatz search at K = M = 20 (284 of them).
+_BASES: dict = {}
+_BASES_SIZE = 32
+
+
 def subspace_basis(projector):
-    """Orthonormal basis of the range of a (possibly oblique) projector."""
-    left, singular, _ = np.linalg.svd(projector)
-    return left[:, singular > 0.5]
+    """Orthonormal basis of the range of a (possibly oblique) projector (read-only; recent ones are cached)."""
+    projector = np.ascontiguousarray(projector, dtype=float)
+    key = (projector.shape, hashlib.blake2b(projector.tobytes(), digest_size=16).digest())
+    if key not in _BASES:
+        left, singular, _ = np.linalg.svd(projector)
+        basis = left[:, singular > 0.5]
+        basis.flags.writeable = False
+        if len(_BASES) >= _BASES_SIZE:
+            _BASES.pop(next(iter(_BASES)))
+        _BASES[key] = basis
+    return _BASES[key]

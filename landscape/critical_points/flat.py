@@ -25,7 +25,7 @@ import numpy as np
 from ..model.loss import gradient_from_weights, loss_from_weights
 from .fixed_points import ode_residual
 from .search import newton_polish
-from .symmetry import CanonicalForm, canonical_form, same_orbit
+from .symmetry import CanonicalForm, aligned_symmetry, canonical_form, same_orbit
 
 __all__ = [
     "PARALLEL_ANGLE",
@@ -211,7 +211,10 @@ def same_point(a, b, T):
     """Same orbit of the function: units on one ray are merged first, so that the points of a flat
     continuum, and the continua joined through a unit of norm zero moving between rays, are one.
 
-    Canonical forms that agree within ``POINT_TOL`` settle it without the isomorphism search (each
+    A symmetry found by aligning the units (:func:`landscape.critical_points.symmetry.aligned_symmetry`)
+    settles most pairs (polished copies of one point) without canonical forms, which took nearly all
+    of the deduplication of a 1,000-start catalogue at K = 6..10. Canonical forms that agree within
+    ``POINT_TOL`` settle it without the isomorphism search (each
     is the point moved by a symmetry, so the symmetry between them maps every overlap to one within
     the tolerance: the search would find it). They may differ for points of the same orbit (the
     canonical form individualises units that only an automorphism tells apart), so the search
@@ -224,6 +227,8 @@ def same_point(a, b, T):
     for x, y in ((Qa, Qb), (Ra, Rb)):
         if np.max(np.abs(np.sort(x, axis=None) - np.sort(y, axis=None))) > POINT_TOL * scale:
             return False
+    if aligned_symmetry((Qa, Ra), (Qb, Rb), T, tol=POINT_TOL) is not None:
+        return True
     first, second = _canonical(a, T), _canonical(b, T)
     if max(np.max(np.abs(first.Q - second.Q)), np.max(np.abs(first.R - second.R))) <= POINT_TOL:
         return True
