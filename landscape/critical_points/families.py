@@ -50,7 +50,6 @@ Eq. (6.5) of docs/theory.md: families as isotropy types (Safran & Shamir 2018 fo
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -239,16 +238,6 @@ def classify_point(Q, R, T, tol=FAMILY_TOL):
                   student_orbits=student_orbits, teacher_orbits=teacher_orbits, **counts)
 
 
-@functools.lru_cache(maxsize=64)
-def _teacher_orbits(teacher_bytes, M, tol):
-    """Orbits of Aut(T) (students = teachers), once per teacher: half of a classification's time at
-    K = M = 20, and the same for every point of a catalogue."""
-    T = np.frombuffer(teacher_bytes).reshape(M, M)
-    own = orbit_partition(T, T, T, tol=tol)[1]
-    own.flags.writeable = False
-    return own
-
-
 def _orbits(Q, R, T, ray, partner, opposing, averaging, per_teacher, tol):
     """Orbits of the merged network (one unit per ray), and how many exceed one per role.
 
@@ -258,7 +247,7 @@ def _orbits(Q, R, T, ray, partner, opposing, averaging, per_teacher, tol):
     """
     K = len(ray)
     heads = np.unique(ray[ray >= 0])
-    own = _teacher_orbits(T.tobytes(), T.shape[0], tol)
+    _, own = orbit_partition(T, T, T, tol=tol)  # students = teachers: the orbits of Aut(T) (cached per T)
     teacher_role = np.minimum(per_teacher, 2) * (own.max() + 1) + own
     if heads.size == 0:
         return tuple([-1] * K), tuple(int(o) for o in own), 0
