@@ -29,7 +29,16 @@ from ..kernels.gaussian import TINY
 from ..kernels.overlaps import validate_teacher, validate_weights
 from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
 from ..status import StatusEnum
-from .flow_kernel import EVENT_BLOWN, EVENT_CHECK, EVENT_DEAD, EVENT_OUT, EVENT_TOL, advance, negative_gradients
+from .flow_kernel import (
+    EVENT_BLOWN,
+    EVENT_CHECK,
+    EVENT_DEAD,
+    EVENT_OUT,
+    EVENT_TOL,
+    advance,
+    negative_gradients,
+    sparse_projectors,
+)
 from .hessian import weight_hessian
 
 __all__ = [
@@ -199,7 +208,7 @@ def flow_batch(W, W_teacher, tol, max_steps, rtol, projector, handover_tol, step
     teacher = np.ascontiguousarray(W_teacher, dtype=float)
     velocity = np.empty_like(W)
     negative_gradients(W, teacher, velocity)
-    projectors = np.zeros((1, 1, 1)) if projector is None else np.ascontiguousarray(projector).reshape(-1, K * n, K * n)
+    projectors = sparse_projectors(projector, K * n)
     decades = np.zeros(32, dtype=np.int64) if step_decades is None else step_decades
     reasons = np.full(S, None, dtype=object)
     steps, dt = np.zeros(S, dtype=np.int64), np.full(S, 0.05)

@@ -25,7 +25,7 @@ from numba import njit
 
 from ..kernels.gaussian import TINY
 
-__all__ = ["EVENT_BLOWN", "EVENT_DEAD", "EVENT_TOL", "EVENT_CHECK", "EVENT_OUT", "advance", "negative_gradients", "warm_up"]
+__all__ = ["EVENT_BLOWN", "EVENT_DEAD", "EVENT_TOL", "EVENT_CHECK", "EVENT_OUT", "advance", "negative_gradients", "sparse_projectors", "warm_up"]
 
 #: Events that stop :func:`advance` for a start.
 EVENT_BLOWN, EVENT_DEAD, EVENT_TOL, EVENT_CHECK, EVENT_OUT = 1, 2, 3, 4, 5
@@ -193,24 +193,27 @@ def _norm(A):
 
 
 @_jit
-def _project(Y, P):
-    """``Y <- P Y`` on the flattened state (a flow in the range of the projector ``P``)."""
-    flat = Y.ravel().copy()
-    size = flat.shape[0]
-    out = Y.ravel()
-    for a in range(size):
+def _project(Y, pointers, indices, values, flat):
+    """``Y <- P Y`` on the flattened state (a flow in the range of the projector ``P``), ``P`` sparse:
+    row ``a`` has the entries ``pointers[a]`` to ``pointers[a + 1]`` of ``indices`` (columns) and
+    ``values``. ``flat`` is work space of the state's size."""
+    state = Y.ravel()
+    flat[:] = state
+    for a in range(state.shape[0]):
         total = 0.0
-        for b in range(size):
-            total += P[a, b] * flat[b]
-        out[a] = total
+        for entry in range(pointers[a], pointers[a + 1]):
+            total += values[entry] * flat[indices[entry]]
+        state[a] = total
 
 
 @_jit
-def _advance_one(W, f1, h, steps, stop, tol, max_steps, rtol, work, P, project, scale, decades):
+def _advance_one(W, f1, h, steps, stop, tol, max_steps, rtol, work, projector, project, scale, decades):
     """Integrate one start from ``W`` (velocity ``f1``, step ``h``) until an event; returns
     ``(event, h, steps, gradient norm)`` with ``W`` and ``f1`` updated in place."""
     K, n = W.shape
     Y, f2, f3, f4 = np.empty((K, n)), np.empty((K, n)), np.empty((K, n)), np.empty((K, n))
+    pointers, indices, values = projector
+    flat = np.empty(K * n)
     while True:
         smallest, largest = np.inf, 0.0
         for k in range(K):
@@ -240,7 +243,7 @@ def _advance_one(W, f1, h, steps, stop, tol, max_steps, rtol, work, P, project, 
             for i in range(n):
                 Y[k, i] = W[k, i] + h * (_B1 * f1[k, i] + _B2 * f2[k, i] + _B3 * f3[k, i])
         if project:
-            _project(Y, P)
+            _project(Y, pointers, indices, values, flat)
         _minus_gradient(Y, work, f4)
         error = 0.0
         for k in range(K):
@@ -283,17 +286,21 @@ def advance(W, velocity, dt, steps, stop, active, events, gradient_norm, tol, ma
         As in :func:`landscape.critical_points.batch_flow.flow_batch`.
     V : ndarray, shape (M, n)
         Teacher rows.
-    projectors : ndarray, shape (1 or S, K n, K n)
-        One projector for all starts, or one per start, applied after every step if ``project``.
+    projectors : tuple of ndarray
+        ``(pointers, indices, values)``: sparse projectors applied after every step if ``project``,
+        one for all starts or one per start; row ``a`` of start ``s``'s projector has the entries
+        ``pointers[s, a]`` to ``pointers[s, a + 1]`` of the columns ``indices`` and ``values``
+        (``pointers`` of shape (1 or S, K n + 1)).
     project : bool
     decades : ndarray of int, shape (32,)
         Step attempts by decade of the gradient norm, entry ``16 + floor(log10 |grad|)`` (added to).
     """
     work = _work_space(W.shape[1], V)
     for s in active:
-        P = projectors[s if projectors.shape[0] > 1 else 0]
+        pointers, indices, values = projectors
+        own = (pointers[s if pointers.shape[0] > 1 else 0], indices, values)
         event, h, count, norm = _advance_one(W[s], velocity[s], dt[s], steps[s], stop[s], tol, max_steps, rtol,
-                                             work, P, project, scale, decades)
+                                             work, own, project, scale, decades)
         events[s], dt[s], steps[s], gradient_norm[s] = event, h, count, norm
 
 
@@ -306,4 +313,18 @@ def warm_up():
     negative_gradients(W, V, velocity)
     one = np.zeros(1, dtype=np.int64)
     advance(W, velocity, np.ones(1), one.copy(), np.zeros(1), one.copy(), one.copy(), np.zeros(1), 1.0, 0, 1.0, V,
-            np.zeros((1, 1, 1)), False, 1.0, np.zeros(32, dtype=np.int64))
+            sparse_projectors(None, 1), False, 1.0, np.zeros(32, dtype=np.int64))
+
+
+def sparse_projectors(projector, size):
+    """``(pointers, indices, values)`` of :func:`advance` for a projector (size, size), one per start
+    (S, size, size), or None. The ansatz projectors average over orbits of a permutation group: a few
+    entries per row, where the dense product cost more than the gradient at ``K = 18``."""
+    if projector is None:
+        return np.zeros((1, 1), dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    matrices = np.asarray(projector, dtype=float).reshape(-1, size, size)
+    nonzero = matrices != 0.0
+    counts = nonzero.sum(axis=2)
+    ends = np.cumsum(counts.ravel()).reshape(counts.shape)
+    pointers = np.concatenate([ends - counts, ends[:, -1:]], axis=1).astype(np.int64)
+    return pointers, np.nonzero(nonzero)[2].astype(np.int64), matrices[nonzero]
