@@ -25,7 +25,10 @@ from numba import njit
 
 from ..kernels.gaussian import TINY
 
-__all__ = ["EVENT_BLOWN", "EVENT_DEAD", "EVENT_TOL", "EVENT_CHECK", "EVENT_OUT", "advance", "negative_gradients", "sparse_projectors", "warm_up"]
+__all__ = [
+    "EVENT_BLOWN", "EVENT_DEAD", "EVENT_TOL", "EVENT_CHECK", "EVENT_OUT",
+    "advance", "negative_gradients", "sparse_projectors", "warm_up",
+]
 
 #: Events that stop :func:`advance` for a start.
 EVENT_BLOWN, EVENT_DEAD, EVENT_TOL, EVENT_CHECK, EVENT_OUT = 1, 2, 3, 4, 5
