@@ -14,7 +14,9 @@ Gradient flow (``lr -> 0``)
     exact Hessian has no negative eigenvalue (a basin, not a saddle's plateau: flows into the
     degenerate minima of ``K > M`` converge only like a power of ``1 / t`` at the end), when a unit
     shrinks to norm zero (a dead unit has no gradient and the loss is not differentiable there),
-    when the weights blow up, or after ``max_steps`` steps.
+    when the weights blow up, or after ``max_steps`` steps. Each start is integrated on its own by
+    the compiled loop of :mod:`landscape.critical_points.flow_kernel` (the batched numpy gradient
+    below serves Newton polishing and other callers).
 
 Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 """

@@ -10,7 +10,8 @@ Methods
 -------
 Newton polishing
     From the end of the flow, Newton's method on ``grad L = 0`` in weight space with the exact
-    Hessian (:func:`landscape.critical_points.hessian.weight_hessian`) inverted on the eigenvectors whose eigenvalue
+    Hessian (:func:`landscape.critical_points.hessian.weight_hessian`), solved by Cholesky where it is
+    well-conditioned positive definite and otherwise inverted on the eigenvectors whose eigenvalue
     is not negligible (a pseudo-inverse: flat directions and rotations are left alone), with a
     backtracking line search on the gradient norm (steps that would shrink a unit below half its
     length are cut back), down to ``|grad L| < tol`` (default 1e-10). Newton converges to nearby
