@@ -41,29 +41,28 @@ def _timed(module, name, key):
 
 
 def _instrument():
-    rk_step, flow_batch = batch_flow.rk_step, search.flow_batch
-
-    def counted_step(Y, f1, h, slope, projector, rtol):
-        if projector is None:
-            norms = np.linalg.norm(f1.reshape(len(f1), -1), axis=1)
-            BY_DECADE.update(np.floor(np.log10(np.maximum(norms, 1e-16))).astype(int).tolist())
-        return rk_step(Y, f1, h, slope, projector, rtol)
+    flow_batch = search.flow_batch
+    decades = np.zeros(32, dtype=np.int64)
 
     def timed_flow(W, teacher, tol, max_steps, rtol, projector, handover_tol):
         key = "flow (random starts)" if projector is None else "flow (ansatz)"
         start = time.process_time()
-        result = flow_batch(W, teacher, tol, max_steps, rtol, projector, handover_tol)
+        result = flow_batch(W, teacher, tol, max_steps, rtol, projector, handover_tol,
+                            step_decades=decades if projector is None else None)
         SECONDS[key] += time.process_time() - start
         CALLS[key] += 1
         if projector is None:
             STEPS.extend(result.steps.tolist())
+            BY_DECADE.update({d - 16: int(decades[d]) for d in np.flatnonzero(decades)})
+            decades[:] = 0
         return result
 
-    batch_flow.rk_step, search.flow_batch = counted_step, timed_flow
+    search.flow_batch = timed_flow
     _timed(batch_flow, "locally_convex", "convexity checks")
     _timed(search, "polish_on_rays", "polish on rays")
     _timed(search, "_polish", "Newton polish")
     _timed(search, "_basin_certified", "basin certificates")
+    _timed(search, "weight_hessian", "Hessians in Newton polishing")
     _timed(build, "_ansatz_search", "ansatz search (total)")
     _timed(build, "make_candidate", "candidates")
     _timed(build, "deduplicate", "deduplication")

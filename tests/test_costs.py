@@ -52,6 +52,16 @@ def gradients(monkeypatch):
 
     for module in (batch_flow, search, connections_module):
         monkeypatch.setattr(module, "unchecked_batch_gradient", counted)
+    flow_batch = batch_flow.flow_batch
+
+    def counted_flow(W, *args, **kwargs):
+        # The compiled flow: one gradient per start, then three per step attempt, in one call.
+        result = flow_batch(W, *args, **kwargs)
+        counts["students"] += W.shape[0] + 3 * int(result.steps.sum())
+        counts["calls"] += 1
+        return result
+
+    monkeypatch.setattr(search, "flow_batch", counted_flow)
     for module in (transition, connections_module):
         hessian = module.weight_hessian
 

@@ -14,7 +14,9 @@ Gradient flow (``lr -> 0``)
     exact Hessian has no negative eigenvalue (a basin, not a saddle's plateau: flows into the
     degenerate minima of ``K > M`` converge only like a power of ``1 / t`` at the end), when a unit
     shrinks to norm zero (a dead unit has no gradient and the loss is not differentiable there),
-    when the weights blow up, or after ``max_steps`` steps.
+    when the weights blow up, or after ``max_steps`` steps. Each start is integrated on its own by
+    the compiled loop of :mod:`landscape.critical_points.flow_kernel` (the batched numpy gradient
+    below serves Newton polishing and other callers).
 
 Eqs. (2.6) and (5.1)-(5.3) of docs/theory.md.
 """
@@ -25,11 +27,22 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ..kernels.gaussian import TINY
 from ..kernels.overlaps import validate_teacher, validate_weights
 from ..model.loss import PairResiduals, gradient_coefficients, gram_rejection_norms, rejection_norms
 from ..status import StatusEnum
+from .flow_kernel import (
+    EVENT_BLOWN,
+    EVENT_CHECK,
+    EVENT_DEAD,
+    EVENT_OUT,
+    EVENT_TOL,
+    advance,
+    negative_gradients,
+    sparse_projectors,
+)
 from .hessian import weight_hessian
 
 __all__ = [
@@ -61,6 +74,9 @@ class EndReason(StatusEnum):
     DIVERGED = "diverged: the weights (or overlaps) grew without bound or became NaN"
     POLISH_FAILED = "Newton polishing did not reach the gradient tolerance"
 
+
+_EVENT_REASONS = {EVENT_BLOWN: EndReason.DIVERGED, EVENT_DEAD: EndReason.UNIT_DIED, EVENT_TOL: EndReason.CONVERGED,
+                  EVENT_OUT: EndReason.MAX_STEPS}
 
 
 # ----------------------------------------------------------------------------- batched gradient
@@ -162,11 +178,20 @@ def restricted_hessian(W, W_teacher, projector):
 
 
 def locally_convex(W, W_teacher, projector, strict=False):
-    """No descent direction in the Hessian; ``strict``: positive definite by a margin (no flat direction)."""
-    eigenvalues = np.linalg.eigvalsh(restricted_hessian(W, W_teacher, projector))
+    """No descent direction in the Hessian; ``strict``: positive definite by a margin (no flat direction).
+
+    Decided by whether a Cholesky factorisation of the shifted Hessian exists (a sixth of the cost
+    of its eigenvalues at ``K = 20``): ``H + tol max(1, lambda_max) I`` without ``strict``,
+    ``H - STRICT_CONVEX lambda_max I`` with it, ``lambda_max`` bounded from the side that makes
+    the test stricter (the largest diagonal entry from below, the largest absolute row sum from above).
+    """
+    hessian = restricted_hessian(W, W_teacher, projector)
     if strict:
-        return eigenvalues[0] > STRICT_CONVEX * eigenvalues[-1]
-    return eigenvalues[0] > -_CONVEX_TOL * max(1.0, eigenvalues[-1])
+        shift = -STRICT_CONVEX * float(np.abs(hessian).sum(axis=1).max())
+    else:
+        shift = _CONVEX_TOL * max(1.0, float(np.diag(hessian).max()))
+    _, info = lapack.dpotrf(hessian + shift * np.eye(len(hessian)))
+    return info == 0
 
 
 def rk_step(Y, f1, h, slope, projector, rtol):
@@ -182,58 +207,50 @@ def rk_step(Y, f1, h, slope, projector, rtol):
     return Y3, f4, np.where(np.isfinite(ratio), ratio, 1e10)
 
 
-def flow_batch(W, W_teacher, tol, max_steps, rtol, projector, handover_tol):
-    """Unchecked batched flow; see :func:`flow_to_critical`."""
-    T = W_teacher @ W_teacher.T
-    teacher_residual = rejection_norms(W_teacher, W_teacher)
-    scale = float(np.sqrt(np.max(np.diag(T))))
-    S = W.shape[0]
-    W = project(W.copy(), projector)
+def flow_batch(W, W_teacher, tol, max_steps, rtol, projector, handover_tol, step_decades=None):
+    """Unchecked batched flow; see :func:`flow_to_critical`.
+
+    Every start is integrated on its own by the compiled :func:`landscape.critical_points.flow_kernel.advance`
+    until an event; here the hand-over checks (the Hessian) and the end reasons. ``step_decades``
+    (int array of 32), if given, counts the step attempts by decade of the gradient norm (entry
+    ``16 + floor(log10 |grad|)``; for the profiler).
+    """
+    scale = float(np.sqrt(np.max(np.einsum("mn,mn->m", W_teacher, W_teacher))))
+    S, K, n = W.shape
+    W = np.ascontiguousarray(project(np.array(W, dtype=float), projector))
+    teacher = np.ascontiguousarray(W_teacher, dtype=float)
+    velocity = np.empty_like(W)
+    negative_gradients(W, teacher, velocity)
+    projectors = sparse_projectors(projector, K * n)
+    decades = np.zeros(32, dtype=np.int64) if step_decades is None else step_decades
     reasons = np.full(S, None, dtype=object)
-    steps, dt = np.zeros(S, dtype=int), np.full(S, 0.05)
+    steps, dt = np.zeros(S, dtype=np.int64), np.full(S, 0.05)
     next_check = np.full(S, handover_tol)
-
-    def slope(Y):
-        return -unchecked_batch_gradient(Y, W_teacher, T, teacher_residual)
-
-    def own(projectors, starts):
-        return projectors if projectors is None or projectors.ndim == 2 else projectors[starts]
-
-    velocity, active = slope(W), np.arange(S)
-    # The active starts' projectors, gathered again only when starts leave (a copy of (S, P, P) per
-    # step cost the ansatz search at K = 16 a fifth of its time).
-    active_projector = own(projector, active)
+    events, gradient_norm = np.zeros(S, dtype=np.int64), np.zeros(S)
+    active = np.arange(S)
     while active.size:
-        norms = row_norms(W[active])
-        gradient_norm = np.linalg.norm(velocity[active].reshape(active.size, -1), axis=1)
-        blown = ~np.isfinite(gradient_norm) | (norms.max(axis=1) > DIVERGENCE_NORM * scale)
-        dead = (norms.min(axis=1) < DEAD_NORM * scale) & ~blown
-        done = (gradient_norm < tol) & ~dead & ~blown
-        # Hand over to Newton early only where the Hessian shows no descent direction (a basin,
-        # not the plateau of a saddle): flows into degenerate minima (split units, K > M)
-        # converge like a power of 1 / t at the end, and Newton's method finishes them faster.
-        # Checked once per half-decade of the gradient norm: a start not yet convex at one check
-        # (still turning off a saddle, or creeping along a flat direction) is checked again.
-        for position in np.flatnonzero((gradient_norm < next_check[active]) & ~done & ~dead & ~blown):
-            start = active[position]
-            next_check[start] = 0.3 * gradient_norm[position]
-            strict = gradient_norm[position] >= SAFE_HANDOVER
-            done[position] = locally_convex(W[start], W_teacher, own(projector, start), strict)
-        out = (steps[active] >= max_steps) & ~done & ~dead & ~blown
-        for mask, reason in ((blown, EndReason.DIVERGED), (dead, EndReason.UNIT_DIED),
-                             (done, EndReason.CONVERGED), (out, EndReason.MAX_STEPS)):
-            reasons[active[mask]] = reason
-        kept = ~(blown | dead | done | out)
-        if not kept.all():
-            active = active[kept]
-            active_projector = own(projector, active)
-        if not active.size:
-            break
-        Y3, f4, ratio = rk_step(W[active], velocity[active], dt[active][:, None, None], slope, active_projector, rtol)
-        accept = ratio <= 1.0
-        W[active[accept]], velocity[active[accept]] = Y3[accept], f4[accept]
-        steps[active] += 1
-        dt[active] *= np.clip(0.9 * np.maximum(ratio, 1e-10) ** (-1.0 / 3.0), 0.2, 5.0)
+        advance(W, velocity, dt, steps, next_check, active, events, gradient_norm, tol, max_steps, rtol, teacher,
+                projectors, projector is not None, scale, decades)
+        going_on = []
+        for start in active:
+            if events[start] != EVENT_CHECK:
+                reasons[start] = _EVENT_REASONS[events[start]]
+                continue
+            # Hand over to Newton early only where the Hessian shows no descent direction (a basin,
+            # not the plateau of a saddle): flows into degenerate minima (split units, K > M)
+            # converge like a power of 1 / t at the end, and Newton's method finishes them faster.
+            # Checked once per half-decade of the gradient norm: a start not yet convex at one check
+            # (still turning off a saddle, or creeping along a flat direction) is checked again.
+            next_check[start] = 0.3 * gradient_norm[start]
+            strict = gradient_norm[start] >= SAFE_HANDOVER
+            own = projector if projector is None or projector.ndim == 2 else projector[start]
+            if locally_convex(W[start], W_teacher, own, strict):
+                reasons[start] = EndReason.CONVERGED
+            elif steps[start] >= max_steps:
+                reasons[start] = EndReason.MAX_STEPS
+            else:
+                going_on.append(start)
+        active = np.array(going_on, dtype=np.int64)
     gradient_norm = np.linalg.norm(velocity.reshape(S, -1), axis=1)
     return FlowBatch(W=W, gradient_norm=gradient_norm, steps=steps, reasons=tuple(reasons))
 
