@@ -15,9 +15,9 @@ COPY --chown=app:app . .
 RUN pip install -r requirements.txt
 USER app
 
-# Compile the ODE solver at build time (numba caches it next to the package): the first visitor
-# does not wait ~40 s for it.
-RUN python -c "from landscape.dynamics.ode import compile_ode; compile_ode()"
+# Compile the ODE solver and the catalogues' flow kernel at build time (numba caches them next to
+# the package): the first visitor does not wait ~40 s for the one, the first catalogue ~10 s for the other.
+RUN python -c "from landscape.dynamics.ode import compile_ode; compile_ode(); from landscape.critical_points.flow_kernel import warm_up; warm_up()"
 
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request, os; urllib.request.urlopen(f'http://localhost:{os.environ[\"PORT\"]}/_stcore/health')"
