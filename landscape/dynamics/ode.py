@@ -11,7 +11,8 @@ gradient flow's loss never increases and follows weight-space gradient flow down
 runs the compiled solver (numba; the four-point expectations of the ``eta^2`` term carried along
 the trajectory) and finishes with scipy's ``solve_ivp`` and the exact quadrature where the
 carried derivatives stop being reliable (then on the teacher-span coordinates and the Schur
-complement ``C = Q - R T^+ R^T``, positive semi-definite to the integration's rounding); see
+complement ``C = Q - R T^+ R^T``, positive semi-definite to the integration's tolerance; the
+output's overlaps are those of the rows ``[A | C_+^(1/2)]``, a Gram matrix again); see
 :mod:`landscape.dynamics.ode_solvers`.
 Until numba has compiled the solver for this machine it uses ``solve_ivp`` throughout while a
 background process compiles (:mod:`landscape.dynamics.warmup`).
@@ -38,7 +39,6 @@ from .span import (
     SINGULAR_ORTHOGONAL_PART,
     loss_from_rows,
     overlaps_from_rows,
-    overlaps_from_schur,
     rows_from_schur,
     schur_from_rows,
     split_schur,
@@ -268,19 +268,24 @@ def _overlaps_and_loss(states, layout, K, T):
     student rows in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
     V = teacher_rows(T, K)
     if layout == "schur":
-        A, C = split_schur(states, K)
-        Q, R = overlaps_from_schur(A, C, V)
+        # The overlaps of the rows [A | C_+^(1/2)]: C projected onto the positive semi-definite
+        # cone (its negative eigenvalues clipped), as the right-hand side already sees it. The
+        # integrated C is a free symmetric matrix, accurate to its tolerance (1e-11 absolute)
+        # where the exact C is ~1e-10 and positive semi-definite: the correlated-teacher tail
+        # reported Gram eigenvalues of -5e-11. The exact C lies in the cone, so the projection
+        # (the nearest point of a convex set) is never farther from it than the integrated C
+        # (a projection method; Hairer, Lubich & Wanner, Geometric Numerical Integration, IV.4).
+        U = rows_from_schur(*split_schur(states, K))
     else:
         U = states.reshape(states.shape[0], K, -1)
-        Q, R = overlaps_from_rows(U, V)
+    Q, R = overlaps_from_rows(U, V)
     with np.errstate(all="ignore"):
         loss = loss_from_overlaps(Q, R, T)
         # Double precision leaves a floor of ~1e-16 (the loss is a difference of sums of order
         # one); extended precision, ten times slower, only where that floor shows.
         small = ~(loss > _EXTENDED_BELOW)
         if np.any(small):
-            rows = rows_from_schur(A[small], C[small]) if layout == "schur" else U[small]
-            loss[small] = loss_from_rows(rows, V)
+            loss[small] = loss_from_rows(U[small], V)
         return Q, R, loss
 
 
