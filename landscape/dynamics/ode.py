@@ -20,6 +20,7 @@ background process compiles (:mod:`landscape.dynamics.warmup`).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from numpy.typing import ArrayLike
@@ -70,9 +71,18 @@ def _time_grid(t_end, n_points):
     first = min(1e-3, t_end / n_points)
     times = np.empty(n_points)
     times[0] = 0.0
-    times[1:] = first * (t_end / first) ** np.linspace(0.0, 1.0, n_points - 1)
+    times[1:] = first * (t_end / first) ** _grid_exponents(n_points)
     times[-1] = t_end
     return times
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_exponents(n_points):
+    # The same for every run with n_points output times (linspace's own overhead was a few
+    # percent of a short gradient flow).
+    exponents = np.linspace(0.0, 1.0, n_points - 1)
+    exponents.setflags(write=False)
+    return exponents
 
 
 def integrate_ode(Q0: ArrayLike, R0: ArrayLike, T: ArrayLike, lr: float, t_max: float, eta2: bool = True,
