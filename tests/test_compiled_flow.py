@@ -5,7 +5,14 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from landscape.dynamics import dop853, ode, ode_solvers
-from landscape.dynamics.compiled_flow import _carried_tables, _correlations, _finite_lr_term, flow_model, velocity
+from landscape.dynamics.compiled_flow import (
+    _angle,
+    _carried_tables,
+    _correlations,
+    _finite_lr_term,
+    flow_model,
+    velocity,
+)
 from landscape.dynamics.fourpoint_flow import CarriedFourPoint
 from landscape.dynamics.ode import integrate_ode, ode_velocity
 from landscape.dynamics.span import overlap_speed, overlaps_from_rows, student_rows, teacher_rows
@@ -302,3 +309,13 @@ def test_a_run_handed_over_midway_equals_the_whole_run(monkeypatch, eta2):
     assert np.allclose(handed.t, whole.t)
     assert np.allclose(handed.Q, whole.Q, atol=1e-8, rtol=0)
     assert np.allclose(handed.R, whole.R, atol=1e-8, rtol=0)
+
+
+def test_angle_by_the_arctangent_of_the_ratio_is_atan2():
+    # The gradient flow's right-hand side takes atan(r / c) (half the time of atan2) with the
+    # quadrant fixed by the sign of c: check it against atan2 in every quadrant and at the edges.
+    rng = np.random.default_rng(0)
+    r = np.concatenate([np.abs(rng.standard_normal(200)), [0.0, 0.0, 0.0, 1.0, 1e-300, 1.0, 1e-20]])
+    c = np.concatenate([rng.standard_normal(200), [1.0, -1.0, 0.0, 0.0, -1.0, 1e-300, -1.0]])
+    for a, b in zip(r, c):
+        assert abs(_angle(a, b) - np.arctan2(a, b)) <= 4e-16 * max(1.0, abs(np.arctan2(a, b)))

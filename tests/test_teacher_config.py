@@ -40,6 +40,26 @@ def test_overlaps_that_no_vectors_have_are_rejected():
         validate_overlaps([[1.0]], [[0.1, 0.2]], [[1.0]])
 
 
+@pytest.mark.parametrize(("T", "message"), [
+    ([[1, 2], [2, 1]], "T is not positive semi-definite: smallest eigenvalue -1"),
+    ([[1, 0.5], [0.4, 1]], "T is not symmetric"),
+    ([[0, 0], [0, 1]], "positive diagonal"),
+])
+def test_overlaps_with_an_invalid_teacher_name_the_teacher(T, message):
+    # validate_overlaps checks Q and T through the joint matrix only (one eigenvalue problem
+    # instead of three); when that check fails it still names T if T is the invalid block.
+    with pytest.raises(ValueError, match=message):
+        validate_overlaps(np.eye(2), np.zeros((2, 2)), T)
+
+
+def test_invalid_student_overlaps_are_rejected_through_the_joint_matrix():
+    for Q in ([[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.5], [0.4, 1.0]]):  # indefinite; asymmetric
+        with pytest.raises(ValueError, match="joint overlap matrix"):
+            validate_overlaps(Q, np.zeros((2, 2)), np.eye(2))
+    Q, R, T = validate_overlaps([[1.0, 0.3], [0.3, 2.0]], [[0.5, 0.1], [0.2, 0.9]], [[1.0, 0.2], [0.2, 1.0]])
+    assert np.array_equal(Q, Q.T) and np.array_equal(T, T.T)
+
+
 def test_equicorrelated_range_is_enforced():
     with pytest.raises(ValueError, match="rho must be in"):
         equicorrelated_teacher(4, -0.5)

@@ -11,7 +11,8 @@ gradient flow's loss never increases and follows weight-space gradient flow down
 runs the compiled solver (numba; the four-point expectations of the ``eta^2`` term carried along
 the trajectory) and finishes with scipy's ``solve_ivp`` and the exact quadrature where the
 carried derivatives stop being reliable (then on the teacher-span coordinates and the Schur
-complement ``C = Q - R T^+ R^T``, positive semi-definite to the integration's rounding); see
+complement ``C = Q - R T^+ R^T``, positive semi-definite to the integration's tolerance; the
+output's overlaps are those of the rows ``[A | C_+^(1/2)]``, a Gram matrix again); see
 :mod:`landscape.dynamics.ode_solvers`.
 Until numba has compiled the solver for this machine it uses ``solve_ivp`` throughout while a
 background process compiles (:mod:`landscape.dynamics.warmup`).
@@ -19,6 +20,7 @@ background process compiles (:mod:`landscape.dynamics.warmup`).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from numpy.typing import ArrayLike
@@ -38,7 +40,6 @@ from .span import (
     SINGULAR_ORTHOGONAL_PART,
     loss_from_rows,
     overlaps_from_rows,
-    overlaps_from_schur,
     rows_from_schur,
     schur_from_rows,
     split_schur,
@@ -70,9 +71,18 @@ def _time_grid(t_end, n_points):
     first = min(1e-3, t_end / n_points)
     times = np.empty(n_points)
     times[0] = 0.0
-    times[1:] = first * (t_end / first) ** np.linspace(0.0, 1.0, n_points - 1)
+    times[1:] = first * (t_end / first) ** _grid_exponents(n_points)
     times[-1] = t_end
     return times
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_exponents(n_points):
+    # The same for every run with n_points output times (linspace's own overhead was a few
+    # percent of a short gradient flow).
+    exponents = np.linspace(0.0, 1.0, n_points - 1)
+    exponents.setflags(write=False)
+    return exponents
 
 
 def integrate_ode(Q0: ArrayLike, R0: ArrayLike, T: ArrayLike, lr: float, t_max: float, eta2: bool = True,
@@ -268,19 +278,24 @@ def _overlaps_and_loss(states, layout, K, T):
     student rows in extended precision (:func:`landscape.dynamics.span.loss_from_rows`)."""
     V = teacher_rows(T, K)
     if layout == "schur":
-        A, C = split_schur(states, K)
-        Q, R = overlaps_from_schur(A, C, V)
+        # The overlaps of the rows [A | C_+^(1/2)]: C projected onto the positive semi-definite
+        # cone (its negative eigenvalues clipped), as the right-hand side already sees it. The
+        # integrated C is a free symmetric matrix, accurate to its tolerance (1e-11 absolute)
+        # where the exact C is ~1e-10 and positive semi-definite: the correlated-teacher tail
+        # reported Gram eigenvalues of -5e-11. The exact C lies in the cone, so the projection
+        # (the nearest point of a convex set) is never farther from it than the integrated C
+        # (a projection method; Hairer, Lubich & Wanner, Geometric Numerical Integration, IV.4).
+        U = rows_from_schur(*split_schur(states, K))
     else:
         U = states.reshape(states.shape[0], K, -1)
-        Q, R = overlaps_from_rows(U, V)
+    Q, R = overlaps_from_rows(U, V)
     with np.errstate(all="ignore"):
         loss = loss_from_overlaps(Q, R, T)
         # Double precision leaves a floor of ~1e-16 (the loss is a difference of sums of order
         # one); extended precision, ten times slower, only where that floor shows.
         small = ~(loss > _EXTENDED_BELOW)
         if np.any(small):
-            rows = rows_from_schur(A[small], C[small]) if layout == "schur" else U[small]
-            loss[small] = loss_from_rows(rows, V)
+            loss[small] = loss_from_rows(U[small], V)
         return Q, R, loss
 
 

@@ -47,7 +47,9 @@ class SolverStats:
         positive semi-definite by construction); ``"schur"``: as the students' teacher-span
         coordinates and the Schur complement ``C = Q - R T^+ R^T`` (the ``eta^2`` term by
         quadrature; ``C`` positive semi-definite in the exact flow, to its tolerance ``1e-11`` in
-        the integration); ``"span, then schur"``: the first until a handover, then the second.
+        the integration, and the output's overlaps those of the rows ``[A | C_+^(1/2)]``, with
+        ``C`` projected onto the positive semi-definite cone); ``"span, then schur"``: the first
+        until a handover, then the second.
     """
 
     accepted_steps: int

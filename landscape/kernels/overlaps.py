@@ -76,13 +76,18 @@ def validate_teacher(T: ArrayLike) -> np.ndarray:
     if T.shape[0] != T.shape[1] or T.shape[0] == 0:
         raise ValueError(f"T must be a non-empty square matrix, got shape {T.shape}")
     check_units("M (the size of T)", T.shape[0])
+    _check_psd("T", T, _checked_teacher_scale(T))
+    return 0.5 * (T + T.T)
+
+
+def _checked_teacher_scale(T):
+    """The largest diagonal entry of ``T``, after checking that all are positive."""
     diagonal = np.diag(T)
     if np.any(diagonal <= 0):
         raise ValueError(
             f"T must have a positive diagonal (teacher units of non-zero norm), got {diagonal.min():.3g}"
         )
-    _check_psd("T", T, float(diagonal.max()))
-    return 0.5 * (T + T.T)
+    return float(diagonal.max())
 
 
 def validate_overlaps(Q: ArrayLike, R: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,16 +110,29 @@ def validate_overlaps(Q: ArrayLike, R: ArrayLike, T: ArrayLike) -> tuple[np.ndar
         If shapes disagree, entries are not finite, ``T`` is invalid, or the joint matrix
         ``[[Q, R], [R^T, T]]`` is not positive semi-definite.
     """
-    T = validate_teacher(T)
+    T = _check_finite_matrix("T", T)
+    if T.shape[0] != T.shape[1] or T.shape[0] == 0:
+        raise ValueError(f"T must be a non-empty square matrix, got shape {T.shape}")
+    check_units("M (the size of T)", T.shape[0])
+    teacher_scale = _checked_teacher_scale(T)
     Q = _check_finite_matrix("Q", Q)
     if Q.shape[0] != Q.shape[1] or Q.shape[0] == 0:
         raise ValueError(f"Q must be a non-empty square matrix, got shape {Q.shape}")
     check_units("K (the size of Q)", Q.shape[0])
     R = _check_finite_matrix("R", R, shape=(Q.shape[0], T.shape[0]))
-    _check_psd("Q", Q, float(np.max(np.abs(np.diag(Q)), initial=1.0)))
-    omega = np.block([[Q, R], [R.T, T]])
-    _check_psd("the joint overlap matrix [[Q, R], [R^T, T]]", omega, float(np.max(np.diag(omega))))
-    return 0.5 * (Q + Q.T), R, T
+    # Q and T are principal blocks of the joint matrix: one eigenvalue check covers all three
+    # (an integration checks its start once, and three checks were a tenth of a short run).
+    # Only when it fails is T checked on its own, to name it if it is the invalid one.
+    omega = np.empty((Q.shape[0] + T.shape[0],) * 2)
+    omega[: Q.shape[0], : Q.shape[0]], omega[: Q.shape[0], Q.shape[0] :] = Q, R
+    omega[Q.shape[0] :, : Q.shape[0]], omega[Q.shape[0] :, Q.shape[0] :] = R.T, T
+    try:
+        _check_psd("the joint overlap matrix [[Q, R], [R^T, T]]", omega,
+                   max(teacher_scale, float(np.max(np.diag(Q)))))
+    except ValueError:
+        _check_psd("T", T, teacher_scale)
+        raise
+    return 0.5 * (Q + Q.T), R, 0.5 * (T + T.T)
 
 
 def validate_weights(W: ArrayLike, W_teacher: ArrayLike, batched: bool = False) -> tuple[np.ndarray, np.ndarray]:
