@@ -463,6 +463,22 @@ def test_a_start_that_stalls_on_a_saddle_plateau_ends_where_a_tight_flow_ends(si
     np.testing.assert_allclose(found.W[0], newton_polish(reference.W[0], teacher).W, atol=1e-6)
 
 
+def test_a_start_at_the_step_limit_flows_on_to_where_an_unlimited_flow_ends(rng):
+    # Regression: flows that pass slowly by a saddle of higher index hit the step limit (one start
+    # at K = M = 17 took 17,000 of its 20,000 steps to leave a plateau with four Hessian eigenvalues
+    # near -0.001) and were counted "not converged". A start at the limit now flows on from where
+    # it stopped, four more times at most, then is still reported honestly.
+    teacher = np.eye(4)
+    W0 = _students(rng, 6, 4, 4)
+    unlimited = search_critical_points(W0, teacher, workers=1)
+    needed = unlimited.flow_steps.max()
+    limited = search_critical_points(W0, teacher, workers=1, max_steps=int(needed) // 3)
+    assert limited.success and unlimited.success
+    for W, reference in zip(limited.W, unlimited.W):
+        assert abs(loss_from_weights(W, teacher) - loss_from_weights(reference, teacher)) < 1e-12
+    assert search_critical_points(W0, teacher, workers=1, max_steps=2).failures == {"max_steps": 6}
+
+
 def test_a_progress_callback_that_raises_stops_the_remaining_chunks():
     # Issue 18: the dashboard stops a catalogue whose visitor left by raising from its progress
     # callback; in a multi-threaded host (Streamlit) the chunks not yet started must be cancelled,

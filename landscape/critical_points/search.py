@@ -59,8 +59,9 @@ __all__ = [
 _RCOND = 1e-9
 # Units closer than this angle (radians) are tried on one ray when plain Newton polishing fails.
 _RAY_ANGLE = 0.2
-# Pushes off a saddle per start (each one ends lower; a start still at a saddle then stays there, counted as such).
-_SADDLE_ROUNDS = 4
+# Continuations per start, off a saddle or on past the step limit (:func:`_go_on`); a start still at a
+# saddle or at the step limit after them stays there, counted as such.
+_ROUNDS = 4
 # A push off a saddle: long enough that the gradient there (about |curvature| x length) is this many
 # flow tolerances, so the flow does not stop at once, within these lengths (times the teacher norm).
 _PUSH_GRADIENT = 100.0
@@ -267,24 +268,26 @@ class StartResults:
         return counts
 
 
-def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol, rounds=_SADDLE_ROUNDS):
+def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol, rounds=_ROUNDS):
     """Flow then polish one chunk of starts (a module-level function, so worker processes can run it).
 
     A start of an unprojected flow whose unit dies goes on without that unit (see :func:`_without_dead_units`);
-    one polished onto a saddle goes on downhill from it (see :func:`_leave_saddles`; ``rounds`` such pushes at most).
+    one polished onto a saddle goes on downhill from it, one at the step limit goes on flowing (see
+    :func:`_go_on`; ``rounds`` such continuations at most).
     """
     arguments = (flow_tol, tol, max_steps, rtol, handover_tol)
     *found, flow_end = _flow_and_polish(W0, projector, W_teacher, *arguments)
     if projector is None:
-        polished = [reason is EndReason.CONVERGED for reason in found[1]]
+        first = found[1]
         found = _without_dead_units(tuple(found), W_teacher, *arguments)
         if rounds:
-            found = _leave_saddles(found, flow_end, polished, W_teacher, arguments, rounds)
+            found = _go_on(found, first, flow_end, W_teacher, arguments, rounds)
     return tuple(found)
 
 
-def _leave_saddles(found, flow_end, polished, W_teacher, arguments, rounds):
-    """Starts polished onto a saddle go on: pushed off it downhill, on their flow's side, flowed and polished again.
+def _go_on(found, first, flow_end, W_teacher, arguments, rounds):
+    """Starts polished onto a saddle, pushed off it downhill on their flow's side, and starts at the
+    step limit, flow on and are polished again (``first``: the reasons before dead units were handled).
 
     Gradient flow from a generic start never ends at a saddle, but it can pass close to one: on the
     saddle's plateau the gradient falls below the flow tolerance and Newton's method, which converges
@@ -295,11 +298,20 @@ def _leave_saddles(found, flow_end, polished, W_teacher, arguments, rounds):
     where it was: the push is along the descent directions' part of (flow's end - saddle), or, if
     that part vanishes, along the most negative curvature. Only unprojected flows: in an ansatz
     subspace saddles are the aim.
+
+    The step limit is hit by flows that pass slowly by a saddle of higher index (Regression: one
+    start at K = M = 17 took 17,000 steps to leave a plateau at L = 0.0539 with four Hessian
+    eigenvalues near -0.001, the explicit steps being held near 0.5 by the stiffest mode, 4.9,
+    and ended at a minimum after 21,428): they flow on from where they stopped.
     """
     W, reasons, gradient_norm, steps, iterations = found
     stuck, pushed = [], []
-    for start in np.flatnonzero(polished):
-        if reasons[start] is EndReason.CONVERGED and not locally_convex(W[start], W_teacher, None):
+    for start, reason in enumerate(first):
+        if reason is EndReason.MAX_STEPS:
+            stuck.append(start)
+            pushed.append(W[start])
+        elif (reason is EndReason.CONVERGED and reasons[start] is EndReason.CONVERGED
+              and not locally_convex(W[start], W_teacher, None)):
             stuck.append(start)
             pushed.append(W[start] + _push(W[start], flow_end[start], W_teacher, arguments[0]))
     if not stuck:
@@ -448,7 +460,8 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     tol : float, optional
         Gradient norm required of a polished point.
     max_steps : int, optional
-        Flow steps per start.
+        Flow steps per start and round: a start at the limit flows on from where it stopped, up to
+        four more times (slow passages by saddles), then ends ``MAX_STEPS``.
     rtol : float, optional
         Relative local error of the flow integrator. At ``1e-2`` one start in 100 at ``K = M = 16``
         ended at another minimum than the flow integrated to ``1e-3`` or ``1e-4`` (which agree);
