@@ -157,6 +157,25 @@ def _relabel(W, teacher, tol=FAMILY_TOL):
     return classify_point(*_overlaps(W, teacher), tol=tol).label
 
 
+def test_two_students_opposing_two_missed_teachers_recover_neither():
+    # Regression: the K = M = 20 minimum at loss 0.0219 (the second of Safran & Shamir's series
+    # 0.0113, 0.0219, 0.0322, ... with one, two, three teachers missed) was labelled "every teacher
+    # recovered, inexactly": each opposing student points away from one missed teacher (cosine
+    # -0.94) and its largest cosine (0.09, unique) is with the other missed teacher, which no other
+    # student overlaps more, so the two were each other's "partners". The cosines below are the
+    # polished point's, rounded; the teacher is orthonormal, so rows are cosines times norms.
+    M = 6
+    teacher = np.eye(M)
+    W = 0.9908 * np.eye(M) + 0.0933 * (1 - np.eye(M))
+    W[:, :2] = 0.0933
+    W[:2] = 0.0744
+    W[0, 0], W[0, 1], W[1, 1], W[1, 0] = -0.9442, 0.0941, -0.9442, 0.0941
+    W[2:, 2:] -= 0.1010 * (1 - np.eye(M - 2))  # the recovered students' small negative cosines
+    family = classify_point(*_overlaps(W, teacher))
+    assert family.label == "two teachers missed, two students opposing"
+    assert (family.missed, family.opposing, family.assignment[:2]) == (2, 2, (-1, -1))
+
+
 def test_labels_are_equal_to_1e_8_and_stable_under_1e_6_perturbations(rng):
     W, teacher = _type_a(8)
     split = np.vstack([np.eye(5), 0.4 * np.eye(5)[:1]])

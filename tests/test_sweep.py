@@ -305,6 +305,22 @@ def test_unreadable_records_and_temporary_files_count_as_missing(client, tmp_pat
     assert result.computed == 1 and result.success
 
 
+def singular_task(config, starts, seed, regime):
+    """A computation that fails numerically: the inverse of a singular matrix."""
+    return {"inverse": np.linalg.inv(np.zeros((2, 2))).tolist()}
+
+
+def test_a_numerical_failure_is_recorded_as_the_computations_not_as_invalid_input():
+    # Regression: LinAlgError derives from ValueError, so a numerical failure inside the catalogue
+    # was recorded as "invalid input: Singular matrix", blaming the user's spec for it.
+    spec = SweepSpec.from_dict(_spec(grid={"K": [2]}))
+    record = execute_task(singular_task, spec.tasks[0])
+    assert record["status"] == "failed"
+    assert record["reason"] == "the computation failed: LinAlgError: Singular matrix"
+    refused = execute_task(partial(counting_task, counter=os.devnull, fail_K=2), spec.tasks[0])
+    assert refused["reason"] == "invalid input: K = 2 refused on purpose"
+
+
 def test_a_record_write_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
     from landscape.catalogues import sweep_store as sweep
 

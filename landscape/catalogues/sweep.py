@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .build import build_catalogue
 from .sweep_claims import TaskClaims
 from .sweep_spec import SweepSpec, task_label, whole_number
@@ -74,7 +76,8 @@ def execute_task(function, task, run_id=""):
     -------
     dict
         A record with status ``done``, or ``failed`` with the message when the function raised
-        ``ValueError`` (an input the task cannot handle; retrying would fail again).
+        ``ValueError`` (an input the task cannot handle; retrying would fail again) or
+        ``numpy.linalg.LinAlgError`` (a numerical failure of the computation, deterministic too).
 
     Raises
     ------
@@ -86,6 +89,10 @@ def execute_task(function, task, run_id=""):
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         result = function(task.config, starts=task.starts, seed=task.task_seed, regime=task.regime)
+    except np.linalg.LinAlgError as error:
+        # LinAlgError derives from ValueError: caught first, it is the computation's failure, not the input's.
+        return record_dict(task, TaskStatus.FAILED, run_id, name,
+                           reason=f"the computation failed: {type(error).__name__}: {error}")
     except ValueError as error:
         return record_dict(task, TaskStatus.FAILED, run_id, name, reason=f"invalid input: {error}")
     except Exception as error:  # noqa: BLE001 - marked as the task's own, so the client can record it

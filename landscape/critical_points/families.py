@@ -13,8 +13,10 @@ with one resolution ``FAMILY_TOL`` (below):
    (:func:`landscape.critical_points.symmetry.orbit_partition`).
 3. Student ``k`` and teacher ``m`` are *partners* when ``m`` is the teacher with which the cosine
    ``c_km = R_km / sqrt(Q_kk T_mm)`` of ``k`` is largest, that maximum being unique (not equal to
-   another teacher's) and positive, and no student has a larger cosine with ``m`` (equal ones may:
-   students splitting a teacher). A teacher with no partner is *missed*, with two or more *split*.
+   another teacher's), positive and larger than the magnitude of every negative cosine of ``k`` (a
+   student pointing away from one teacher more than along any other is not that other's partner),
+   and no student has a larger cosine with ``m`` (equal ones may: students splitting a teacher).
+   A teacher with no partner is *missed*, with two or more *split*.
 4. A student without a partner is *opposing* when its smallest cosine is unique and negative
    (it points away from one teacher), *averaging* when its largest cosine is positive and shared
    by several teachers, else *unaligned*.
@@ -213,8 +215,12 @@ def classify_point(Q, R, T, tol=FAMILY_TOL):
     # Mutual: the teacher's cosine with this student is also its largest over the students (ties
     # allowed: students splitting one teacher all reach it).
     best_student = cosine.max(axis=0)
-    partner = np.where((partner >= 0) & (chosen > tol) & (chosen >= best_student[np.maximum(partner, 0)] - tol),
-                       partner, -1)
+    # Larger than the magnitude of the most negative cosine: two students that each point away from
+    # one of two missed teachers have their largest (small, positive) cosine with the other one,
+    # unique and mutual; without this they "recovered" both teachers at cosine 0.09 (K = M = 20).
+    dominant = chosen > -cosine.min(axis=1) + tol
+    partner = np.where((partner >= 0) & (chosen > tol) & dominant
+                       & (chosen >= best_student[np.maximum(partner, 0)] - tol), partner, -1)
     per_teacher = np.bincount(partner[partner >= 0], minlength=M)
     free = alive & (partner < 0)
     low = _unique_extremes(cosine, tol, largest=False)

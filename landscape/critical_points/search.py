@@ -42,6 +42,7 @@ from .batch_flow import (
     check_positive,
     check_projector,
     flow_batch,
+    locally_convex,
     restricted_hessian,
     row_norms,
     subspace_basis,
@@ -68,6 +69,15 @@ _DYING_RADIAL = 0.9
 _DYING_TURN = 0.02
 # Units closer than this angle (radians) are tried on one ray when plain Newton polishing fails.
 _RAY_ANGLE = 0.2
+# Continuations per start, off a saddle or on past the step limit (:func:`_go_on`); a start still at a
+# saddle or at the step limit after them stays there, counted as such.
+_ROUNDS = 4
+# A push off a saddle: long enough that the gradient there (about |curvature| x length) is this many
+# flow tolerances, so the flow does not stop at once, within these lengths (times the teacher norm).
+_PUSH_GRADIENT = 100.0
+_PUSH_LENGTH = (1e-3, 1e-1)
+# A descent direction: Hessian eigenvalue below -_DESCENT x max(1, largest), as in the flow's hand-over test.
+_DESCENT = 1e-9
 
 
 # ----------------------------------------------------------------------------- Newton polishing
@@ -327,15 +337,76 @@ class StartResults:
         return counts
 
 
-def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
+def _search_chunk(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol, rounds=_ROUNDS):
     """Flow then polish one chunk of starts (a module-level function, so worker processes can run it).
 
-    A start of an unprojected flow whose unit dies goes on without that unit (see :func:`_without_dead_units`).
+    A start of an unprojected flow whose unit dies goes on without that unit (see :func:`_without_dead_units`);
+    one polished onto a saddle goes on downhill from it, one at the step limit goes on flowing (see
+    :func:`_go_on`; ``rounds`` such continuations at most).
     """
-    found = _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
+    arguments = (flow_tol, tol, max_steps, rtol, handover_tol)
+    *found, flow_end = _flow_and_polish(W0, projector, W_teacher, *arguments)
     if projector is None:
-        found = _without_dead_units(found, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol)
-    return found
+        first = found[1]
+        found = _without_dead_units(tuple(found), W_teacher, *arguments)
+        if rounds:
+            found = _go_on(found, first, flow_end, W_teacher, arguments, rounds)
+    return tuple(found)
+
+
+def _go_on(found, first, flow_end, W_teacher, arguments, rounds):
+    """Starts polished onto a saddle, pushed off it downhill on their flow's side, and starts at the
+    step limit, flow on and are polished again (``first``: the reasons before dead units were handled).
+
+    Gradient flow from a generic start never ends at a saddle, but it can pass close to one: on the
+    saddle's plateau the gradient falls below the flow tolerance and Newton's method, which converges
+    to critical points of any index, polished the flow's end onto the saddle. (Regression: at
+    K = M + 1, M = 13..19, 3 to 37 of 1,000 starts ended at index-1 saddles this way, and at
+    M = 17, 18 the rate of starts away from a global minimum was 2.7 standard errors off the
+    published one.) The flow would have left the saddle along its unstable manifold on the side
+    where it was: the push is along the descent directions' part of (flow's end - saddle), or, if
+    that part vanishes, along the most negative curvature. Only unprojected flows: in an ansatz
+    subspace saddles are the aim.
+
+    The step limit is hit by flows that pass slowly by a saddle of higher index (Regression: one
+    start at K = M = 17 took 17,000 steps to leave a plateau at L = 0.0539 with four Hessian
+    eigenvalues near -0.001, the explicit steps being held near 0.5 by the stiffest mode, 4.9,
+    and ended at a minimum after 21,428): they flow on from where they stopped.
+    """
+    W, reasons, gradient_norm, steps, iterations = found
+    stuck, pushed = [], []
+    for start, reason in enumerate(first):
+        if reason is EndReason.MAX_STEPS:
+            stuck.append(start)
+            pushed.append(W[start])
+        elif (reason is EndReason.CONVERGED and reasons[start] is EndReason.CONVERGED
+              and not locally_convex(W[start], W_teacher, None)):
+            stuck.append(start)
+            pushed.append(W[start] + _push(W[start], flow_end[start], W_teacher, arguments[0]))
+    if not stuck:
+        return found
+    part = _search_chunk(np.array(pushed), None, W_teacher, *arguments, rounds=rounds - 1)
+    reasons = list(reasons)
+    for position, start in enumerate(stuck):
+        W[start], reasons[start], gradient_norm[start] = part[0][position], part[1][position], part[2][position]
+        steps[start] += part[3][position]
+        iterations[start] += part[4][position]
+    return W, tuple(reasons), gradient_norm, steps, iterations
+
+
+def _push(W_saddle, W_flow, W_teacher, flow_tol):
+    """Displacement off a saddle along its descent directions, towards the flow's end ``W_flow``, shape (K, n)."""
+    hessian = weight_hessian(W_saddle, W_teacher)
+    eigenvalues, vectors = symmetric_eigh(hessian)
+    descent = vectors[:, eigenvalues < -_DESCENT * max(1.0, eigenvalues[-1])]
+    side = descent.T @ (W_flow - W_saddle).ravel()
+    if np.linalg.norm(side) <= 1e-12 * max(np.linalg.norm(W_flow - W_saddle), TINY):
+        side = np.eye(descent.shape[1])[0]  # on the saddle to rounding: either side, the steepest
+    direction = descent @ (side / np.linalg.norm(side))
+    curvature = -float(direction @ hessian @ direction)
+    scale = float(np.sqrt(np.max(np.sum(W_teacher**2, axis=1))))
+    length = np.clip(_PUSH_GRADIENT * flow_tol / max(curvature, TINY), *_PUSH_LENGTH) * scale
+    return (length * direction).reshape(W_saddle.shape)
 
 
 def _without_dead_units(found, W_teacher, *arguments):
@@ -383,9 +454,9 @@ def _share_rays(W_dead, alive, survivors):
 
 
 def _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, handover_tol):
-    """Batched flow, then Newton polishing of the starts whose flow converged."""
+    """Batched flow, then Newton polishing of the starts whose flow converged; also returns the flow's ends."""
     flow = flow_batch(W0, W_teacher, flow_tol, max_steps, rtol, projector, handover_tol)
-    W = flow.W.copy()
+    W, flow_end = flow.W.copy(), flow.W.copy()
     reasons = list(flow.reasons)
     steps = flow.steps.copy()
     gradient_norm = flow.gradient_norm.copy()
@@ -411,7 +482,8 @@ def _flow_and_polish(W0, projector, W_teacher, flow_tol, tol, max_steps, rtol, h
             W[start], reasons[start], gradient_norm[start] = part[0][position], part[1][position], part[2][position]
             steps[start] += part[3][position]
             iterations[start] = part[4][position]
-    return W, tuple(reasons), gradient_norm, steps, iterations
+            flow_end[start] = part[5][position]
+    return W, tuple(reasons), gradient_norm, steps, iterations, flow_end
 
 
 def _basin_certified(W_start, W_end, W_teacher, projector):
@@ -457,7 +529,8 @@ def search_critical_points(W0, W_teacher, flow_tol=1e-6, tol=1e-10, max_steps=20
     tol : float, optional
         Gradient norm required of a polished point.
     max_steps : int, optional
-        Flow steps per start.
+        Flow steps per start and round: a start at the limit flows on from where it stopped, up to
+        four more times (slow passages by saddles), then ends ``MAX_STEPS``.
     rtol : float, optional
         Relative local error of the flow integrator. At ``1e-2`` one start in 100 at ``K = M = 16``
         ended at another minimum than the flow integrated to ``1e-3`` or ``1e-4`` (which agree);
