@@ -244,3 +244,24 @@ def test_family_key_orders_exact_points_first():
     exact = Family("global minimum", 0, 0, 0, 0, 0, True, (0,))
     missed = Family("one teacher missed", 1, 0, 0, 0, 0, False, (-1,))
     assert sorted([missed, exact], key=lambda f: f.key)[0] is exact
+
+
+@pytest.mark.parametrize("K", [4, 5])
+def test_a_catalogue_finds_the_type_a_saddle_where_it_is_not_a_minimum(K):
+    # With starts no longer ending at saddles (they are pushed off and flow on), the K = M = 5 catalogue
+    # of the shipped table lost type A: it had come from random starts stalled on its plateau, and
+    # random starts in its ansatz subspace (where it is a saddle too) miss it. The paired ansatzes now
+    # also start from the 'one student opposing' pattern. Checked: a critical point by the per-point
+    # gradient, a saddle by the weight Hessian's eigenvalues, type A by its label.
+    from landscape.catalogues.build import build_catalogue
+    from landscape.model.config import InitSpec, RunConfig
+
+    config = RunConfig(K=K, M=K, eta2=False, init=InitSpec(kind="random", d=K, seed=0, scale=1.0))
+    catalogue = build_catalogue(config, 20, 2018, workers=1)
+    (point,) = [p for p in catalogue.points if p.family == TYPE_A]
+    eigenvalues, vectors = np.linalg.eigh(np.block([[point.Q, point.R], [point.R.T, np.eye(K)]]))
+    W = vectors * np.sqrt(np.maximum(eigenvalues, 0.0))  # any rows with these overlaps
+    student, teacher = W[:K], W[K:]
+    assert np.linalg.norm(gradient_from_weights(student, teacher)) < 1e-8
+    assert np.linalg.eigvalsh(weight_hessian(student, teacher))[0] < -1e-3
+    assert point.index >= 1 and point.count == 0

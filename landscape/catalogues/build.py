@@ -51,7 +51,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..critical_points.ansatz import ansatz_starts, integer_partitions, permutation_invariant, plateau_projector
+from ..critical_points.ansatz import (
+    ansatz_starts,
+    integer_partitions,
+    opposing_pattern_start,
+    permutation_invariant,
+    plateau_projector,
+)
 from ..critical_points.batch_flow import EndReason
 from ..critical_points.families import classify_point
 from ..critical_points.fixed_points import ode_fixed_points
@@ -163,7 +169,7 @@ def _ansatz_families(K, M, T):
 def _ansatz_search(config, W_teacher, rng, workers):
     """Saddle search: flows in fixed-point subspaces of symmetric ansatzes, then Newton (all batched)."""
     K, M = config.K, config.M
-    found = []
+    found, count = [], 0
     families = _ansatz_families(K, M, config.teacher_matrix())
     # One batched search per teacher width: with d = M (Safran & Shamir's protocol) the paired and
     # student-only ansatzes share the teacher, and one batch steps until its slowest start ends,
@@ -173,9 +179,13 @@ def _ansatz_search(config, W_teacher, rng, workers):
         teacher = W_teacher[:, :M] if paired else W_teacher
         for blocks in [blocks for is_paired, blocks in families if is_paired == paired]:
             starts, projector = ansatz_starts(K, M, blocks, _ANSATZ_PER_PARTITION, rng, teacher, paired=paired)
+            if paired and (pattern := opposing_pattern_start(K, M, blocks, teacher)) is not None:
+                # Type A is a saddle of its own subspace at K = M = 4, 5: random starts there missed it.
+                starts = np.concatenate([starts, pattern[None]])
             batch = batches.setdefault(teacher.shape[1], (teacher, [], []))
             batch[1].append(starts)
-            batch[2].extend([projector] * _ANSATZ_PER_PARTITION)
+            batch[2].extend([projector] * len(starts))
+            count += len(starts)
     for teacher, starts, projectors in batches.values():
         result = search_critical_points(np.concatenate(starts), teacher, projector=np.array(projectors), workers=workers,
                                         chunk_size=_ANSATZ_CHUNK, max_steps=_ANSATZ_MAX_STEPS, rtol=1e-2)
@@ -191,8 +201,8 @@ def _ansatz_search(config, W_teacher, rng, workers):
         result = search_critical_points(starts, W_teacher, projector=projector, workers=workers, chunk_size=_ANSATZ_CHUNK,
                                         max_steps=_ANSATZ_MAX_STEPS, rtol=1e-2)
         found.extend(result.W[result.converged])
-        families = families + [("plateau", ())]
-    return found, len(families) * _ANSATZ_PER_PARTITION
+        count += len(starts)
+    return found, count
 
 
 def _project_starts(draws, projector):

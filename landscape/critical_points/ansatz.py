@@ -28,6 +28,7 @@ __all__ = [
     "ansatz_projector",
     "plateau_projector",
     "ansatz_starts",
+    "opposing_pattern_start",
     "permutation_invariant",
 ]
 
@@ -235,3 +236,44 @@ def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):
     n = np.shape(W_teacher)[1]
     starts = scale * rng.standard_normal((count, K, n)) / np.sqrt(n)
     return project(starts, projector), projector
+
+
+def opposing_pattern_start(K, M, blocks, W_teacher):
+    """One start of a paired ansatz near its 'one student opposing' pattern, or None.
+
+    For ``Delta(S_b1 x ... x S_bp)`` with a singleton block (pair ``j``): every paired student on its
+    teacher, student ``j`` pointing away from teacher ``j`` (``-0.5 u*_j``) and slightly towards the
+    others (``0.1`` each), students beyond ``M`` at ``0.1`` towards every teacher; projected onto the
+    ansatz subspace. Random starts in that subspace find Safran & Shamir's type-A point where it is a
+    minimum (K = M >= 6) but rarely where it is a saddle of the subspace too (K = M = 4, 5); from this
+    start the flow ends on it at every K (docs/theory.md, section 6).
+
+    Parameters
+    ----------
+    K, M : int
+    blocks : sequence of int
+        Block sizes of the paired ansatz (adding up to ``min(K, M)``).
+    W_teacher : array_like, shape (M, M)
+
+    Returns
+    -------
+    ndarray, shape (K, M), or None
+        None if no block is a singleton.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ansatz_projector` with ``paired=True``.
+    """
+    projector = ansatz_projector(K, M, blocks, W_teacher, paired=True)
+    sizes = list(blocks)
+    if 1 not in sizes:
+        return None
+    single = int(np.cumsum([0] + sizes)[sizes.index(1)])
+    W_teacher = np.asarray(W_teacher, dtype=float)
+    coefficients = np.full((K, M), 0.1)
+    coefficients[: min(K, M), : min(K, M)] = np.eye(min(K, M))
+    coefficients[single] = 0.1
+    coefficients[single, single] = -0.5
+    start = coefficients @ W_teacher
+    return (projector @ start.ravel()).reshape(K, -1)
