@@ -185,7 +185,9 @@ def test_the_default_budget_admits_the_default_views_and_refuses_the_hostile_one
     assert not caps.over_budget("", flow_cost(default, 4))
     assert not caps.over_budget("", branch_cost(2, 2))  # the Learning rate page's preset
     widest = RunConfig(K=16, M=16, eta2=False)
-    assert caps.over_budget("", catalogue_cost(widest, 200))  # measured: 29 CPU s at d = 16
+    # Measured: 29 CPU s at d = 16 before the compiled flow, 11 CPU s since (the estimate still prices a
+    # numpy call per batched step: up to 4x over at K = 16).
+    assert caps.over_budget("", catalogue_cost(widest, 200))
     assert caps.over_budget("", catalogue_cost(RunConfig(K=8, M=8), 20, "finite_lr"))  # > 150 s here
     assert caps.over_budget("", branch_cost(8, 8))  # measured: 752 s
 

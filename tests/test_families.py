@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from landscape.catalogues.sweep_store import load_store
-from landscape.critical_points.ansatz import ansatz_projector
+from landscape.critical_points.ansatz import ansatz_starts
 from landscape.critical_points.families import FAMILY_TOL, TYPE_A, Family, classify_point, family_tree
 from landscape.critical_points.hessian import weight_hessian
 from landscape.critical_points.search import search_critical_points
@@ -116,11 +116,8 @@ def _type_a(K):
     """The type-A critical point at K = M (orthonormal teacher): flow in the Delta(S_{K-1} x S_1)
     subspace from a start near its pattern, then Newton (the catalogue's ansatz machinery)."""
     teacher = np.eye(K)
-    projector = ansatz_projector(K, K, (K - 1, 1), teacher)
-    start = np.eye(K)
-    start[-1] = 0.1
-    start[-1, -1] = -0.5
-    found = search_critical_points((projector @ start.ravel()).reshape(1, K, K), teacher, projector=projector, workers=1)
+    starts, projector = ansatz_starts(K, K, (K - 1, 1), 1, np.random.default_rng(0), teacher, opposing_pattern=True)
+    found = search_critical_points(starts[-1:], teacher, projector=projector, workers=1)
     assert found.success, found.message
     return found.W[0], teacher
 

@@ -54,7 +54,6 @@ import numpy as np
 from ..critical_points.ansatz import (
     ansatz_starts,
     integer_partitions,
-    opposing_pattern_start,
     permutation_invariant,
     plateau_projector,
 )
@@ -178,10 +177,10 @@ def _ansatz_search(config, W_teacher, rng, workers):
     for paired in (True, False):
         teacher = W_teacher[:, :M] if paired else W_teacher
         for blocks in [blocks for is_paired, blocks in families if is_paired == paired]:
-            starts, projector = ansatz_starts(K, M, blocks, _ANSATZ_PER_PARTITION, rng, teacher, paired=paired)
-            if paired and (pattern := opposing_pattern_start(K, M, blocks, teacher)) is not None:
-                # Type A is a saddle of its own subspace at K = M = 4, 5: random starts there missed it.
-                starts = np.concatenate([starts, pattern[None]])
+            # The opposing pattern: type A is a saddle of its own subspace at K = M = 4, 5, where random
+            # starts in it missed it.
+            starts, projector = ansatz_starts(K, M, blocks, _ANSATZ_PER_PARTITION, rng, teacher, paired=paired,
+                                              opposing_pattern=True)
             batch = batches.setdefault(teacher.shape[1], (teacher, [], []))
             batch[1].append(starts)
             batch[2].extend([projector] * len(starts))

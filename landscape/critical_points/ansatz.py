@@ -28,7 +28,6 @@ __all__ = [
     "ansatz_projector",
     "plateau_projector",
     "ansatz_starts",
-    "opposing_pattern_start",
     "permutation_invariant",
 ]
 
@@ -206,7 +205,7 @@ def plateau_projector(K, W_teacher):
     return basis @ basis.T
 
 
-def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):
+def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0, opposing_pattern=False):
     """Random starts in the fixed-point subspace of :func:`ansatz_projector`.
 
     Parameters
@@ -214,16 +213,24 @@ def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):
     K, M : int
     blocks : sequence of int
     count : int
-        Number of starts.
+        Number of random starts.
     rng : numpy.random.Generator
     W_teacher : array_like, shape (M, n)
     paired : bool, optional
     scale : float, optional
         Entries are drawn ``N(0, scale^2 / n)`` (as a random network) and then projected.
+    opposing_pattern : bool, optional
+        With ``paired`` and a singleton block (pair ``j``), one more start, last: every paired
+        student on its teacher, student ``j`` pointing away from teacher ``j`` (``-0.5 u*_j``) and
+        slightly towards the others (``0.1`` each), students beyond ``M`` at ``0.1`` towards every
+        teacher, projected. Random starts in the subspace of ``Delta(S_{K-1} x S_1)`` find Safran &
+        Shamir's type-A point where it is a minimum (K = M >= 6) but rarely where it is a saddle of
+        the subspace too (K = M = 4, 5); from this start the flow ends on it at every K
+        (docs/theory.md, section 6). No extra start without a singleton block.
 
     Returns
     -------
-    starts : ndarray, shape (count, K, n)
+    starts : ndarray, shape (count, K, n) or (count + 1, K, n)
     projector : ndarray, shape (K n, K n)
 
     Raises
@@ -235,45 +242,17 @@ def ansatz_starts(K, M, blocks, count, rng, W_teacher, paired=True, scale=1.0):
     projector = ansatz_projector(K, M, blocks, W_teacher, paired)
     n = np.shape(W_teacher)[1]
     starts = scale * rng.standard_normal((count, K, n)) / np.sqrt(n)
+    if opposing_pattern and paired and 1 in list(blocks):
+        starts = np.concatenate([starts, _opposing_pattern(K, M, list(blocks), W_teacher)[None]])
     return project(starts, projector), projector
 
 
-def opposing_pattern_start(K, M, blocks, W_teacher):
-    """One start of a paired ansatz near its 'one student opposing' pattern, or None.
-
-    For ``Delta(S_b1 x ... x S_bp)`` with a singleton block (pair ``j``): every paired student on its
-    teacher, student ``j`` pointing away from teacher ``j`` (``-0.5 u*_j``) and slightly towards the
-    others (``0.1`` each), students beyond ``M`` at ``0.1`` towards every teacher; projected onto the
-    ansatz subspace. Random starts in that subspace find Safran & Shamir's type-A point where it is a
-    minimum (K = M >= 6) but rarely where it is a saddle of the subspace too (K = M = 4, 5); from this
-    start the flow ends on it at every K (docs/theory.md, section 6).
-
-    Parameters
-    ----------
-    K, M : int
-    blocks : sequence of int
-        Block sizes of the paired ansatz (adding up to ``min(K, M)``).
-    W_teacher : array_like, shape (M, M)
-
-    Returns
-    -------
-    ndarray, shape (K, M), or None
-        None if no block is a singleton.
-
-    Raises
-    ------
-    ValueError
-        As :func:`ansatz_projector` with ``paired=True``.
-    """
-    projector = ansatz_projector(K, M, blocks, W_teacher, paired=True)
-    sizes = list(blocks)
-    if 1 not in sizes:
-        return None
-    single = int(np.cumsum([0] + sizes)[sizes.index(1)])
-    W_teacher = np.asarray(W_teacher, dtype=float)
+def _opposing_pattern(K, M, blocks, W_teacher):
+    """Unprojected rows of the 'one student opposing' start (see :func:`ansatz_starts`), shape (K, M)."""
+    single = int(np.cumsum([0] + blocks)[blocks.index(1)])
     coefficients = np.full((K, M), 0.1)
     coefficients[: min(K, M), : min(K, M)] = np.eye(min(K, M))
     coefficients[single] = 0.1
     coefficients[single, single] = -0.5
-    start = coefficients @ W_teacher
-    return (projector @ start.ravel()).reshape(K, -1)
+    return coefficients @ np.asarray(W_teacher, dtype=float)
+
