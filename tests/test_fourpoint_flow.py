@@ -14,8 +14,8 @@ from landscape.dynamics.compiled_flow import (
     _any_exactly_aligned,
     _carried_tables,
     _finite_lr_term,
+    _form_value,
     _merged_value,
-    _reduced_form,
     _relu_rate,
     _set_terms,
     flow_model,
@@ -83,7 +83,7 @@ def _repeated_values(K, M, omega, by_value):
     if by_value:
         values = [_merged_value(quadruples[row], corr, arcsin, root, *work) for row in rows]
     else:
-        values = [_reduced_form(*forms[form_of[row]], corr, arcsin, root) for row in rows]
+        values = [_form_value(*forms[form_of[row]], corr, arcsin, root) for row in rows]
     q = quadruples[rows]
     return np.maximum(values, 0.0) * sd[q[:, 2]] * sd[q[:, 3]], q
 

@@ -68,10 +68,10 @@ class FlowModel(NamedTuple):
     carried: bool
     bound: float
     tables: CarriedTables
-    orthogonal_rows: bool
+    overlap_error: bool
 
 
-def flow_model(T, lr, noise, n_students, bound, carried=False, orthogonal_rows=None):
+def flow_model(T, lr, noise, n_students, bound, carried=False, overlap_error=None):
     """The constants of one ODE run, as the :class:`FlowModel` :func:`velocity` reads.
 
     Parameters
@@ -85,10 +85,10 @@ def flow_model(T, lr, noise, n_students, bound, carried=False, orthogonal_rows=N
         Include the ``eta^2`` term with the carried four-point state of
         :class:`landscape.dynamics.fourpoint_flow.CarriedFourPoint` (layout ``(P4, F)``); without it,
         gradient flow times ``lr``.
-    orthogonal_rows : bool, optional
-        How :func:`error_scale` weighs the orthogonal factor ``S`` in the integrator's error norm:
-        by the norm of each student's row of ``S`` (True) or entry by entry, as
-        :func:`scipy.integrate.solve_ivp` does (False). Default: ``carried``.
+    overlap_error : bool, optional
+        What the integrator's error norm (:func:`error_sums`) measures: the error the student
+        rows' error estimate makes in the overlaps ``(Q, R)`` (True), or each coordinate of the
+        state, as :func:`scipy.integrate.solve_ivp` does (False). Default: ``carried``.
 
     Returns
     -------
@@ -99,8 +99,9 @@ def flow_model(T, lr, noise, n_students, bound, carried=False, orthogonal_rows=N
     T = np.ascontiguousarray(T, dtype=float)
     V = teacher_rows(T, int(n_students))
     tables = _carried_tables(n_students, T.shape[0]) if carried else _NO_TABLES
-    rows = carried if orthogonal_rows is None else orthogonal_rows
-    return FlowModel(T, V, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables, bool(rows))
+    on_overlaps = carried if overlap_error is None else overlap_error
+    return FlowModel(T, V, float(lr), float(noise), int(n_students), bool(carried), float(bound), tables,
+                     bool(on_overlaps))
 
 
 def _read_only(tables):
@@ -301,33 +302,57 @@ def _gram_rate(W, f, K):
 
 
 @_jit
-def error_scale(y, y_new, rtol, atol, model, scale):
-    """Write the integrator's error scale of each component of a step from ``y`` to ``y_new`` into
-    ``scale``: ``atol + rtol * max(|y|, |y_new|)``, except, with ``model.orthogonal_rows``, for the
-    orthogonal factor ``S`` (the last ``K`` columns of the student rows), where ``|y|`` is the norm
-    of the student's row of ``S``.
+def error_sums(error5, error3, y, y_new, rtol, atol, model):
+    """The sums of squared scaled errors of a step from ``y`` to ``y_new`` whose two embedded error
+    estimates are ``error5``, ``error3`` (n,), and the number of terms: what DOP853's error norm
+    combines (:func:`landscape.dynamics.dop853.integrate`).
 
-    The columns of ``S`` are an arbitrary basis of the orthogonal complement (``S`` and ``S O``
-    give the same overlaps for any orthogonal ``O``), and the eigenbasis
-    :func:`landscape.dynamics.span.student_rows` picks makes the columns of small eigenvalues
-    small. Entry by entry, their relative error set the step size, although they move ``Q`` by
-    no more than the others. With the ``eta^2``
-    term (``dS = lr^2 Phi S^-T / 2`` moves them fastest) that cost 50% more steps (81 against
-    54 at t = 200 in the dynamics benchmark); the row norm does not depend on the basis (test).
+    Each term is an error divided by ``atol + rtol * max(|x|, |x_new|)`` of its quantity ``x``. By
+    default (and without ``model.overlap_error``) the quantities are the state's coordinates, as
+    in :func:`scipy.integrate.solve_ivp`. With ``model.overlap_error`` they are, for the student
+    rows ``U``, the overlaps ``Q = U U^T`` (all ``K^2`` entries) and ``R = U V^T`` with the
+    errors ``dU U^T + U dU^T`` and ``dU V^T`` (first order), then the carried state's
+    coordinates: the error control of the ``(Q, R)`` integration, whatever the rows' basis.
+
+    Why, with the ``eta^2`` term: there ``dS = lr^2 Phi S^-T / 2`` makes the rows' error
+    estimate larger than the overlaps' at the same step, and a tolerance on the rows (entry by
+    entry: 81 steps to ``t = 200`` in the dynamics benchmark; by the norm of each row of ``S``:
+    59) left the overlaps 7 times less accurate than the same tolerance on ``(Q, R)`` did before
+    the span parametrisation (54 steps). On the overlaps: 72 steps and that accuracy again.
+    Gradient flow keeps the coordinates: its tail (``S`` of the size of the loss's square root)
+    needs relative accuracy in ``S`` itself.
     """
-    for a in range(y.size):
-        scale[a] = atol + rtol * max(abs(y[a]), abs(y_new[a]))
-    if not model.orthogonal_rows:
-        return
-    K, p = model.K, model.V.shape[1]
-    for k in range(K):
-        old, new = 0.0, 0.0
-        for a in range(k * p + p - K, (k + 1) * p):
-            old += y[a] * y[a]
-            new += y_new[a] * y_new[a]
-        size = atol + rtol * math.sqrt(max(old, new))
-        for a in range(k * p + p - K, (k + 1) * p):
-            scale[a] = size
+    total5, total3 = 0.0, 0.0
+    first = 0
+    if model.overlap_error:
+        V, K = model.V, model.K
+        M, p = V.shape
+        first = K * p
+        for k in range(K):
+            for j in range(K + M):
+                error_of5, error_of3, old, new = 0.0, 0.0, 0.0, 0.0
+                for a in range(p):
+                    # (U U^T)_kj for a student j, (U V^T)_k(j-K) for a teacher.
+                    other = y[j * p + a] if j < K else V[j - K, a]
+                    other_new = y_new[j * p + a] if j < K else V[j - K, a]
+                    error_of5 += error5[k * p + a] * other
+                    error_of3 += error3[k * p + a] * other
+                    if j < K:
+                        error_of5 += y[k * p + a] * error5[j * p + a]
+                        error_of3 += y[k * p + a] * error3[j * p + a]
+                    old += y[k * p + a] * other
+                    new += y_new[k * p + a] * other_new
+                scale = atol + rtol * max(abs(old), abs(new))
+                total5 += (error_of5 / scale) ** 2
+                total3 += (error_of3 / scale) ** 2
+    for a in range(first, y.size):
+        scale = atol + rtol * max(abs(y[a]), abs(y_new[a]))
+        total5 += (error5[a] / scale) ** 2
+        total3 += (error3[a] / scale) ** 2
+    n_terms = y.size
+    if model.overlap_error:
+        n_terms += model.K * (model.K + model.V.shape[0]) - first
+    return total5, total3, n_terms
 
 
 @_jit
@@ -386,30 +411,46 @@ def _angle_tables(corr):
     return arcsin, root
 
 
+# The per-element helpers below take scalars. A compiled call with array arguments pays reference
+# counts (atomic operations) that inlining does not remove: with the arrays passed, the 192 closed
+# forms of K = M = 4 took 8 us of a 21 us right-hand side, with scalars 1 us.
+
+
 @_jit
-def _facet_mean(x, y, z, corr, root):
-    """``4 pi E[delta(z) x 1{x > 0, y > 0}]`` for units ``x, y, z``; see
+def _facet_mean(root_xz, r_xy, r_xz, r_yz, root_yz):
+    """``4 pi E[delta(z) x 1{x > 0, y > 0}]`` for unit-variance ``x, y, z`` with correlations
+    ``r_xy, r_xz, r_yz`` and ``root_xz = sqrt(1 - r_xz^2)``, ``root_yz``; see
     :func:`landscape.kernels.fourpoint._facet_mean`."""
-    return root[x, z] + (corr[x, y] - corr[x, z] * corr[y, z]) / max(root[y, z], 1e-300)
+    return root_xz + (r_xy - r_xz * r_yz) / max(root_yz, 1e-300)
 
 
 @_jit
-def _reduced_form(count, squared, b, c, d, corr, arcsin, root):
+def _reduced_form(count, squared, r_bc, r_bd, r_cd, asin_bc, asin_bd, asin_cd, root_bc, root_bd, root_cd):
     """The closed forms of ``landscape.kernels.fourpoint._REDUCED_FORMS`` (unit variances) for the
-    distinct units ``b, c, d`` in order of power."""
+    distinct units ``b, c, d`` in order of power, from their correlations ``r``, ``asin(r)`` and
+    ``sqrt(1 - r^2)`` (the entries unused by a form are ignored)."""
     if count == 3:
-        p3 = max(0.125 + (arcsin[b, c] + arcsin[b, d] + arcsin[c, d]) / (4.0 * math.pi), 0.0)
+        p3 = max(0.125 + (asin_bc + asin_bd + asin_cd) / (4.0 * math.pi), 0.0)
+        facet_dcb = _facet_mean(root_bd, r_cd, r_bd, r_bc, root_bc)
+        facet_dbc = _facet_mean(root_cd, r_bd, r_cd, r_bc, root_bc)
         if squared == 0:  # step(b) relu(c) relu(d)
-            boundary = corr[b, c] * _facet_mean(d, c, b, corr, root) + _facet_mean(d, b, c, corr, root)
-            return corr[c, d] * p3 + boundary / (4.0 * math.pi)
+            return r_cd * p3 + (r_bc * facet_dcb + facet_dbc) / (4.0 * math.pi)
         # step(b) step(c) relu(d)^2
-        boundary = corr[b, d] * _facet_mean(d, c, b, corr, root) + corr[c, d] * _facet_mean(d, b, c, corr, root)
-        return p3 + boundary / (4.0 * math.pi)
+        return p3 + (r_bd * facet_dcb + r_cd * facet_dbc) / (4.0 * math.pi)
     if count == 2 and squared == 0:  # relu(b) relu(c)
-        return (root[b, c] + corr[b, c] * (0.5 * math.pi + arcsin[b, c])) / _TWO_PI
+        return (root_bc + r_bc * (0.5 * math.pi + asin_bc)) / _TWO_PI
     if count == 2:  # step(b) relu(c)^2
-        return 0.25 + arcsin[b, c] / _TWO_PI + corr[b, c] * root[b, c] / _TWO_PI
+        return 0.25 + asin_bc / _TWO_PI + r_bc * root_bc / _TWO_PI
     return 0.5  # relu(b)^2
+
+
+@_jit
+def _form_value(count, squared, b, c, d, corr, arcsin, root):
+    """:func:`_reduced_form` of the units ``b, c, d`` of the pair tables ``corr``, ``arcsin``,
+    ``root`` (n, n) (the rare paths; the hot loop of :func:`_finite_lr_term` gathers the same
+    entries itself)."""
+    return _reduced_form(count, squared, corr[b, c], corr[b, d], corr[c, d], arcsin[b, c], arcsin[b, d],
+                         arcsin[c, d], root[b, c], root[b, d], root[c, d])
 
 
 @_jit
@@ -448,45 +489,39 @@ def _merged_value(labels, corr, arcsin, root, same, representative, power, order
                 order[count] = labels[r]
                 count += 1
                 squared += p == 2
-    return _reduced_form(count, squared, order[0], order[1], order[2], corr, arcsin, root)
+    return _form_value(count, squared, order[0], order[1], order[2], corr, arcsin, root)
 
 
 @_jit
-def _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s):
-    """Write ``phi2 W`` and ``phi2 K`` (row ``s`` of (n_sets, 6)) of the six pairs (``PAIRS``
-    order) of four unit-variance variables with correlations ``r4`` (4, 4), given each pair's
-    ``phi2`` and ``1 / det`` (6,) from :func:`_pair_tables`.
+def _pair_term(rho, r_ik, r_il, r_jk, r_jl, r_kl, inverse_det):
+    """``(W, K)`` of the pair ``(i, j)`` with correlation ``rho`` and ``1 / det = 1 / (1 - rho^2)``
+    (from :func:`_pair_tables`) among four unit-variance variables, the complement ``(k, l)``.
 
-    For the pair ``(i, j)`` with complement ``(k, l)``: the determinants of the ``(i, j, k)`` and
-    ``(i, j, l)`` blocks and the cross cofactor, by elimination on ``x_i`` (partial covariances),
-    as in :mod:`landscape.kernels.orthant`; they are ``det_pair`` times the conditional variances and
-    covariance of ``(k, l)`` given ``x_i = x_j = 0``.
+    The determinants of the ``(i, j, k)`` and ``(i, j, l)`` blocks and the cross cofactor, by
+    elimination on ``x_i`` (partial covariances), as in :mod:`landscape.kernels.orthant`; they are
+    ``det_pair`` times the conditional variances and covariance of ``(k, l)`` given ``x_i = x_j = 0``.
     """
-    for p in range(6):
-        i, j, k, l = _PAIR_TABLE[p, 0], _PAIR_TABLE[p, 1], _PAIR_TABLE[p, 2], _PAIR_TABLE[p, 3]
-        rho, r_ik, r_il, r_jk, r_jl, r_kl = r4[i, j], r4[i, k], r4[i, l], r4[j, k], r4[j, l], r4[k, l]
-        det_pair = (1.0 - rho) * (1.0 + rho)
-        p_jk = r_jk - rho * r_ik
-        p_jl = r_jl - rho * r_il
-        cross = det_pair * (r_kl - r_ik * r_il) - p_jl * p_jk
-        var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
-        var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
-        # W = 1/4 + asin(r) / (2 pi) with r = cross / sqrt(var_k var_l), as the arctangent
-        # atan2(cross, root) (atan of the ratio: half the time of atan2, a third of asin's); |r| > 1
-        # from rounding gives the bound 0 or 1/2. Where a complementary variable lies in the span
-        # of the pair (var = cross = 0) W is undefined but bounded; 1/4 does, since it is
-        # multiplied by a vanishing rate.
-        root = math.sqrt(max(var_k * var_l - cross * cross, 0.0))
-        if root > 0.0:
-            angle = math.atan(cross / root)
-        else:
-            angle = 0.0 if cross == 0.0 else math.copysign(0.5 * math.pi, cross)
-        w = 0.25 + angle / _TWO_PI
-        # K = (sqrt(v_k v_l - c^2) + c (pi - acos r)) / (2 pi) with v, c = (var, cross) / det_pair,
-        # a conditional E[relu relu] of unit-bounded variances: in [0, 1/2] whatever the rounding.
-        kernel = min(max((root / _TWO_PI + cross * w) * inverse_det[p], 0.0), 0.5)
-        phi2_w[s, p] = phi2[p] * w
-        phi2_k[s, p] = phi2[p] * kernel
+    det_pair = (1.0 - rho) * (1.0 + rho)
+    p_jk = r_jk - rho * r_ik
+    p_jl = r_jl - rho * r_il
+    cross = det_pair * (r_kl - r_ik * r_il) - p_jl * p_jk
+    var_k = max(det_pair * (1.0 - r_ik) * (1.0 + r_ik) - p_jk * p_jk, 0.0)
+    var_l = max(det_pair * (1.0 - r_il) * (1.0 + r_il) - p_jl * p_jl, 0.0)
+    # W = 1/4 + asin(r) / (2 pi) with r = cross / sqrt(var_k var_l), as the arctangent
+    # atan2(cross, root) (atan of the ratio: half the time of atan2, a third of asin's); |r| > 1
+    # from rounding gives the bound 0 or 1/2. Where a complementary variable lies in the span
+    # of the pair (var = cross = 0) W is undefined but bounded; 1/4 does, since it is
+    # multiplied by a vanishing rate.
+    root = math.sqrt(max(var_k * var_l - cross * cross, 0.0))
+    if root > 0.0:
+        angle = math.atan(cross / root)
+    else:
+        angle = 0.0 if cross == 0.0 else math.copysign(0.5 * math.pi, cross)
+    w = 0.25 + angle / _TWO_PI
+    # K = (sqrt(v_k v_l - c^2) + c (pi - acos r)) / (2 pi) with v, c = (var, cross) / det_pair,
+    # a conditional E[relu relu] of unit-bounded variances: in [0, 1/2] whatever the rounding.
+    kernel = min(max((root / _TWO_PI + cross * w) * inverse_det, 0.0), 0.5)
+    return w, kernel
 
 
 @_jit
@@ -513,17 +548,15 @@ def _set_terms(sets, corr, corr_rate):
     n_sets = sets.shape[0]
     phi2_w, phi2_k, d_p4 = np.empty((n_sets, 6)), np.empty((n_sets, 6)), np.zeros(n_sets)
     phi2_of, inverse_det_of = _pair_tables(corr)
-    r4, phi2, inverse_det = np.empty((4, 4)), np.empty(6), np.empty(6)
     for s in range(n_sets):
-        for a in range(4):
-            for b in range(4):
-                r4[a, b] = 1.0 if a == b else corr[sets[s, a], sets[s, b]]
         for p in range(6):
-            first, second = sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]
-            phi2[p], inverse_det[p] = phi2_of[first, second], inverse_det_of[first, second]
-        _pair_terms(r4, phi2, inverse_det, phi2_w, phi2_k, s)
-        for p in range(6):
-            d_p4[s] += phi2_w[s, p] * corr_rate[sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]]
+            i, j = sets[s, _PAIR_TABLE[p, 0]], sets[s, _PAIR_TABLE[p, 1]]
+            k, l = sets[s, _PAIR_TABLE[p, 2]], sets[s, _PAIR_TABLE[p, 3]]
+            w, kernel = _pair_term(corr[i, j], corr[i, k], corr[i, l], corr[j, k], corr[j, l], corr[k, l],
+                                   inverse_det_of[i, j])
+            phi2_w[s, p] = phi2_of[i, j] * w
+            phi2_k[s, p] = phi2_of[i, j] * kernel
+            d_p4[s] += phi2_w[s, p] * corr_rate[i, j]
     return phi2_w, phi2_k, d_p4
 
 
@@ -581,8 +614,9 @@ def _finite_lr_term(sd, corr, state, K, noise, tables):
     # operations), which in these loops took as long as the arithmetic.
     if not by_value:
         for f in range(forms.shape[0]):
-            form_value[f] = _reduced_form(forms[f, 0], forms[f, 1], forms[f, 2], forms[f, 3], forms[f, 4],
-                                          corr, arcsin, root)
+            b, c, d = forms[f, 2], forms[f, 3], forms[f, 4]
+            form_value[f] = _reduced_form(forms[f, 0], forms[f, 1], corr[b, c], corr[b, d], corr[c, d], arcsin[b, c],
+                                          arcsin[b, d], arcsin[c, d], root[b, c], root[b, d], root[c, d])
     same, representative = np.empty((4, 4), np.bool_), np.empty(4, np.int64)
     power, order = np.empty(4, np.int64), np.empty(4, np.int64)
     out = np.zeros((K, K))

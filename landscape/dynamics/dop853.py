@@ -6,9 +6,9 @@ step-size control and initial step -- run as one compiled loop over
 :func:`landscape.dynamics.compiled_flow.velocity`. For the few dozen state variables of the ODE,
 scipy's per-step Python work costs more than the right-hand side itself; here the whole run
 is a single call. ``solve_ivp`` on the same right-hand side stays the reference in the tests.
-Two differences. The error norm and the initial step scale the components as
-:func:`landscape.dynamics.compiled_flow.error_scale` says (entry by entry, as scipy does, unless
-the model scales the orthogonal factor by rows). The interpolant is of order 7 for the overlaps
+Two differences. The error norm measures what
+:func:`landscape.dynamics.compiled_flow.error_sums` says (the state's coordinates, as scipy does,
+or, with the ``eta^2`` term, the overlaps the student rows give). The interpolant is of order 7 for the overlaps
 only (the monitored components); the carried four-point state, which is never output, gets the
 cubic Hermite interpolant of its step ends, which spares the carried rates at the last
 interpolation stage.
@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 from scipy.integrate import DOP853
 
-from .compiled_flow import carried_margin, error_scale, overlap_events, velocity
+from .compiled_flow import carried_margin, error_sums, overlap_events, velocity
 
 __all__ = []  # internal to the ODE
 
@@ -54,6 +54,14 @@ _E5 = np.ascontiguousarray(DOP853.E5)
 _D = np.ascontiguousarray(DOP853.D)
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _ERROR_EXPONENT = -1.0 / 8.0  # error estimator of order 7
+# Longest step, as a multiple of the stiffest rate seen (Hairer's estimate, see integrate): the
+# stability interval of DOP853 on the negative axis ends near h lambda = -6.3. Near a fixed point
+# the error estimate lets the step grow to that edge, where the amplification factor is about
+# -1: the state then alternates around the fixed point at the tolerance's amplitude, the speed
+# stops falling, and a run that should converge hovers until t_max (seen: K = 1, M = 2 near a
+# spurious minimum with the eta^2 term, tol 1e-10). At h lambda = 4 the factor is 0.013 (exp(-4) =
+# 0.018): the fast modes decay as they should.
+_STIFF_LIMIT = 4.0
 _EPS = np.finfo(float).eps
 
 # A run whose accepted steps stay this short (relative to max(1, t)) this many times in a row has
@@ -68,27 +76,29 @@ _jit = njit(cache=True, error_model="numpy")
 
 
 @_jit
-def _rms(x, scale):
-    total = 0.0
-    for a in range(x.size):
-        total += (x[a] / scale[a]) ** 2
-    return math.sqrt(total / x.size)
+def _rms(x, y, rtol, atol, model):
+    """Root mean square of ``x`` (n,), a displacement of the state ``y`` (a velocity, a change of
+    velocity, or ``y`` itself for its size), scaled as the error norm scales errors
+    (:func:`landscape.dynamics.compiled_flow.error_sums`; on the overlaps, ``y`` itself counts as
+    ``(2 Q, R)``, which the starting step's heuristic does not mind)."""
+    total, _, n_terms = error_sums(x, x, y, y, rtol, atol, model)
+    return math.sqrt(total / n_terms)
 
 
 @_jit
-def _first_trial_step(y0, f0, t_bound, scale):
+def _first_trial_step(y0, f0, t_bound, rtol, atol, model):
     """Hairer's trial step ``h0`` of :func:`scipy.integrate._ivp.common.select_initial_step`, with
-    the error scale ``scale`` of the components at ``y0``."""
-    d0, d1 = _rms(y0, scale), _rms(f0, scale)
+    the norm of the error control: the same starting step for any basis of the orthogonal factor."""
+    d0, d1 = _rms(y0, y0, rtol, atol, model), _rms(f0, y0, rtol, atol, model)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     return min(h0, t_bound)
 
 
 @_jit
-def _initial_step(f0, f1, h0, t_bound, scale):
+def _initial_step(y0, f0, f1, h0, t_bound, rtol, atol, model):
     """Hairer's starting step from ``f1``, the velocity at ``y0 + h0 f0``."""
-    d1 = _rms(f0, scale)
-    d2 = _rms(f1 - f0, scale) / h0
+    d1 = _rms(f0, y0, rtol, atol, model)
+    d2 = _rms(f1 - f0, y0, rtol, atol, model) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -109,21 +119,35 @@ def _trial_point(y, h, stages, s, trial):
 
 
 @_jit
-def _error_norm(stages, h, scale):
-    n = scale.size
-    err5_squared = 0.0
-    err3_squared = 0.0
-    for a in range(n):
+def _error_norm(stages, h, y, y_new, rtol, atol, model, error5, error3):
+    """DOP853's error norm of a step from ``y`` to ``y_new`` (``error5``, ``error3``: work arrays
+    (n,) for the two embedded estimates; what is measured: :func:`error_sums`)."""
+    for a in range(y.size):
         e5 = 0.0
         e3 = 0.0
         for s in range(_N_STAGES + 1):
             e5 += stages[s, a] * _E5[s]
             e3 += stages[s, a] * _E3[s]
-        err5_squared += (e5 / scale[a]) ** 2
-        err3_squared += (e3 / scale[a]) ** 2
+        error5[a], error3[a] = e5, e3
+    err5_squared, err3_squared, n_terms = error_sums(error5, error3, y, y_new, rtol, atol, model)
     if err5_squared == 0.0 and err3_squared == 0.0:
         return 0.0
-    return abs(h) * err5_squared / math.sqrt((err5_squared + 0.01 * err3_squared) * n)
+    return abs(h) * err5_squared / math.sqrt((err5_squared + 0.01 * err3_squared) * n_terms)
+
+
+@_jit
+def _stiffness_cap(y_new, f_new, y_last_stage, f_last_stage):
+    """The longest next step the stiffness allows: ``_STIFF_LIMIT / lambda``, with Hairer's estimate
+    of the stiffest rate ``lambda = |f(y_new) - f(y_12)| / |y_new - y_12|`` from the two
+    approximations of the state at the end of the step (the last stage's and the solution), whose
+    difference the stiffest modes dominate (inf when it is zero)."""
+    numerator, denominator = 0.0, 0.0
+    for a in range(y_new.size):
+        numerator += (f_new[a] - f_last_stage[a]) ** 2
+        denominator += (y_new[a] - y_last_stage[a]) ** 2
+    if numerator == 0.0 or denominator == 0.0:
+        return math.inf
+    return _STIFF_LIMIT / math.sqrt(numerator / denominator)
 
 
 @_jit
@@ -199,10 +223,11 @@ def _event_root(which, coefficients, y_old, t_old, h, g_old, g_new, n_monitor, l
 def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_limit, max_steps):
     """Integrate ``dy/dt = velocity(y)`` from ``t = 0`` until ``t_bound``, an event or a failure.
 
-    Stops with ``HANDOVER`` after an accepted step where :func:`carried_margin` is below
-    ``margin_limit`` (0 never), after ``max_steps`` steps, or when the step size has stalled
-    (``_STALL_STEPS`` steps in a row shorter than ``_STALL_FRACTION`` of ``max(1, t)``): the
-    caller continues from there with another solver.
+    Steps are chosen by the error control, and no longer than ``_STIFF_LIMIT`` over the stiffest
+    rate the last step saw (:func:`_stiffness_cap`). Stops with ``HANDOVER`` after an accepted
+    step where :func:`carried_margin` is below ``margin_limit`` (0 never), after ``max_steps``
+    steps, or when the step size has stalled (``_STALL_STEPS`` steps in a row shorter than
+    ``_STALL_FRACTION`` of ``max(1, t)``): the caller continues from there with another solver.
 
     Returns ``(status, t_end, y_end, steps, n_steps, nfev, n_rejected)`` with ``steps = (starts, lengths,
     states, interpolants)``: every accepted step's start time, length, starting state and
@@ -211,7 +236,8 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     were evaluated and ``n_rejected`` trial steps rejected.
     """
     n = y0.size
-    stages, trial, scale = np.empty((_A.shape[0], n)), np.empty(n), np.empty(n)
+    stages, trial = np.empty((_A.shape[0], n)), np.empty(n)
+    error5, error3 = np.empty(n), np.empty(n)
     capacity = 64
     starts, lengths = np.empty(capacity), np.empty(capacity)
     states, interpolants = np.empty((capacity, n)), np.empty((capacity, 7, n))
@@ -220,12 +246,11 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
     velocity(y, model, f, False)
     # The right-hand side is called from this function (and the event search) only: every
     # compiled caller re-optimises its whole call tree, which sets the compile time.
-    error_scale(y, y, rtol, atol, model, scale)
-    h0 = _first_trial_step(y, f, t_bound, scale)
+    h0 = _first_trial_step(y, f, t_bound, rtol, atol, model)
     f1 = np.empty(n)
     velocity(y + h0 * f, model, f1, False)
     nfev = 2
-    h_abs = _initial_step(f, f1, h0, t_bound, scale)
+    h_abs = _initial_step(y, f, f1, h0, t_bound, rtol, atol, model)
     g = _events(y, f, model, lr, tol, bound)
     n_steps = 0
     n_rejected = 0
@@ -250,8 +275,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
                 y_new[a] = y[a] + h * total
             velocity(y_new, model, stages[_N_STAGES], False)
             nfev += _N_STAGES
-            error_scale(y, y_new, rtol, atol, model, scale)
-            error = _error_norm(stages, h, scale)
+            error = _error_norm(stages, h, y, y_new, rtol, atol, model, error5, error3)
             # A trial stage out of range gives NaN: reject and retry smaller, as solve_ivp does.
             if math.isfinite(error) and error < 1.0:
                 factor = _MAX_FACTOR if error == 0.0 else min(_MAX_FACTOR, _SAFETY * error**_ERROR_EXPONENT)
@@ -262,6 +286,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             rejected = True
             n_rejected += 1
         f_new = stages[_N_STAGES].copy()
+        h_abs = min(h_abs, _stiffness_cap(y_new, f_new, trial, stages[_N_STAGES - 1]))
         if n_steps == capacity:
             capacity *= 2
             starts = np.concatenate((starts, np.empty(capacity - n_steps)))
