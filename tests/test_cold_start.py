@@ -182,3 +182,80 @@ def test_flows_page_complete_while_the_compiled_solver_is_not_ready(monkeypatch)
     captions = [c.value for c in at.caption]
     assert any("being prepared in the background" in text for text in captions)
     assert any(text.startswith("ode: ") for text in captions), captions
+
+
+def _fake_cache(monkeypatch, tmp_path, key):
+    """Cache files of the solver's two compiled modules and a marker holding ``key``, in a separate
+    NUMBA_CACHE_DIR; returns the cache files."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    files = []
+    for source in ("dynamics/compiled_flow.py", "dynamics/dop853.py"):
+        path = ROOT / "landscape" / source
+        folder = warmup._cache_folder(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in ("velocity-1.py311.nbi", "velocity-1.py311.1.nbc"):
+            files.append(folder / f"{path.stem}.{suffix}")
+            files[-1].write_text("stale")
+    warmup._marker_path().write_text(key)
+    return files
+
+
+def test_a_cache_compiled_from_other_sources_is_discarded(tmp_path, monkeypatch):
+    # numba checks each cached function against its own file only: after an edit of
+    # compiled_flow.py alone it loaded dop853's integrator with the old right-hand side inlined
+    # (77 steps where the edited code takes 39; slow test below). A marker with another key means
+    # other sources: the solver's cache files go, and so does the marker.
+    files = _fake_cache(monkeypatch, tmp_path, "another key")
+    assert warmup.discard_stale_cache()
+    assert not any(path.exists() for path in files) and not warmup._marker_path().exists()
+    # The matching key, or no marker, leaves the cache alone.
+    files = _fake_cache(monkeypatch, tmp_path, warmup._build_key())
+    assert not warmup.discard_stale_cache() and all(path.exists() for path in files)
+    warmup._marker_path().unlink()
+    assert not warmup.discard_stale_cache() and all(path.exists() for path in files)
+
+
+def test_the_cache_folder_is_where_numba_writes(tmp_path):
+    # With NUMBA_CACHE_DIR numba names a subfolder after the source's folder; a cached function in
+    # a scratch module shows where (no numba internals read).
+    module = tmp_path / "scratch" / "cached_module.py"
+    module.parent.mkdir()
+    module.write_text("from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    cache = tmp_path / "cache"
+    code = "import cached_module; print(cached_module.twice(2))"
+    env = {"PYTHONPATH": str(module.parent), "PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", code], cwd=module.parent, env=env, check=True, capture_output=True, timeout=120)
+    written = {path.parent for path in cache.rglob("cached_module.*.nbi")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NUMBA_CACHE_DIR", str(cache))
+        assert written == {warmup._cache_folder(module)}
+
+
+@pytest.mark.slow
+def test_an_edit_of_the_right_hand_side_alone_is_compiled(tmp_path):
+    # End to end: compile a copy, then edit compiled_flow.py only (the error norm's term count, so
+    # that steps grow): the next run takes the edited code's steps, not the cached ones.
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "landscape", copy / "landscape", ignore=shutil.ignore_patterns("*.nbi", "*.nbc", "*.ready"))
+    run = textwrap.dedent("""
+        from landscape.dynamics.ode import compile_ode, integrate_ode
+        from landscape.model.config import RunConfig
+        from landscape.model.initialisation import initial_overlaps
+        compile_ode()
+        config = RunConfig(K=4, M=4, lr=0.5, eta2=True, t_max=200.0)
+        Q0, R0 = initial_overlaps(config)
+        print(integrate_ode(Q0, R0, config.teacher_matrix(), 0.5, 200.0, solver="compiled").stats.accepted_steps)
+    """)
+
+    def steps():
+        env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", run], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    before = steps()
+    source = copy / "landscape/dynamics/compiled_flow.py"
+    text = source.read_text()
+    assert text.count("    return total5, total3, n_terms\n") == 1
+    source.write_text(text.replace("    return total5, total3, n_terms\n", "    return total5, total3, n_terms * 1000\n"))
+    assert steps() < before

@@ -189,10 +189,10 @@ def test_compiled_dop853_follows_solve_ivp(carried):
     assert np.allclose(y_end, reference.y[:, -1], atol=1e-10, rtol=0)
 
 
-def test_overlap_error_sums_are_the_errors_of_q_and_r():
+def test_overlap_error_sums_are_the_errors_of_q_and_r_and_of_the_orthogonal_rows():
     # error_sums maps the rows' error estimate onto the overlaps with loops over index pairs;
-    # here the same with matrix products (dQ = dU U^T + U dU^T, dR = dU V^T), then the carried
-    # coordinates entry by entry.
+    # here the same with matrix products (dQ = dU U^T + U dU^T, dR = dU V^T), then the orthogonal
+    # factor S against the norm of each of its rows, then the carried coordinates entry by entry.
     rng = np.random.default_rng(5)
     K, M = 3, 2
     T = np.array([[1.0, 0.3], [0.3, 0.8]])
@@ -203,19 +203,38 @@ def test_overlap_error_sums_are_the_errors_of_q_and_r():
     y, y_new, error5, error3 = (rng.normal(size=n) for _ in range(4))
     rtol, atol = 1e-6, 1e-9
     U, U_new = y[: K * p].reshape(K, p), y_new[: K * p].reshape(K, p)
+    row_sizes = np.maximum(np.linalg.norm(U[:, p - K :], axis=1), np.linalg.norm(U_new[:, p - K :], axis=1))
     expected = []
     for error in (error5, error3):
         dU = error[: K * p].reshape(K, p)
-        errors = np.concatenate([(dU @ U.T + U @ dU.T).ravel(), (dU @ V.T).ravel(), error[K * p :]])
-        sizes = np.maximum(np.abs(np.concatenate([(U @ U.T).ravel(), (U @ V.T).ravel(), y[K * p :]])),
-                           np.abs(np.concatenate([(U_new @ U_new.T).ravel(), (U_new @ V.T).ravel(), y_new[K * p :]])))
+        errors = np.concatenate([(dU @ U.T + U @ dU.T).ravel(), (dU @ V.T).ravel(), dU[:, p - K :].ravel(),
+                                 error[K * p :]])
+        sizes = np.concatenate([
+            np.maximum(np.abs(U @ U.T), np.abs(U_new @ U_new.T)).ravel(),
+            np.maximum(np.abs(U @ V.T), np.abs(U_new @ V.T)).ravel(),
+            np.repeat(row_sizes, K),
+            np.maximum(np.abs(y[K * p :]), np.abs(y_new[K * p :])),
+        ])
         expected.append(np.sum((errors / (atol + rtol * sizes)) ** 2))
     total5, total3, n_terms = error_sums(error5, error3, y, y_new, rtol, atol, model)
     assert total5 == pytest.approx(expected[0], rel=1e-12) and total3 == pytest.approx(expected[1], rel=1e-12)
-    assert n_terms == K * K + K * M + 7
+    assert n_terms == K * K + K * M + K * K + 7
     coordinates = error_sums(error5, error3, y, y_new, rtol, atol, model._replace(overlap_error=False))
     assert coordinates[0] == pytest.approx(np.sum((error5 / (atol + rtol * np.maximum(np.abs(y), np.abs(y_new)))) ** 2))
     assert coordinates[2] == n
+
+
+def test_eta2_flow_converging_onto_its_teacher_reaches_the_handover():
+    # Regression: with the error measured on the overlaps alone, S (the students' part outside the
+    # teacher span, -> 0 here) was under-weighed where dS = lr^2 Phi S^-T / 2 grows like 1 / S: the
+    # run took 14,487 steps and 9,252 rejections and ended at t_max with loss 3e-6 instead of
+    # converging (K = M = 3, lr 0.1; runs at rtol 1e-9 and 1e-10 converge at t = 2238.0455, loss 5e-16).
+    config = RunConfig(K=3, M=3, lr=0.1, eta2=True, t_max=3000.0)
+    Q0, R0 = initial_overlaps(config)
+    trajectory = integrate_ode(Q0, R0, config.teacher_matrix(), config.lr, config.t_max, eta2=True, solver="compiled")
+    assert trajectory.status is FlowStatus.CONVERGED
+    assert trajectory.stats.handover_time is not None and trajectory.stats.accepted_steps < 1000
+    assert trajectory.t[-1] == pytest.approx(2238.0455, rel=1e-4) and trajectory.loss[-1] < 1e-12
 
 
 def _rotated_orthogonal_factor(y0, K, p, seed):

@@ -39,6 +39,7 @@ from .span import (
     split_schur,
     teacher_rows,
 )
+from .warmup import discard_stale_cache
 
 __all__ = ["ode_velocity"]
 
@@ -52,6 +53,9 @@ _MAX_COMPILED_STEPS = 200_000
 # 1e-13 the correlated-teacher run's tail took 8000 steps on the quadrature's rounding instead of
 # 500 (it grows like 1e-16 / angle as units align).
 _ORTHOGONAL_ATOL = 1e-11
+
+# Whether this process has checked numba's cache of the solver for staleness (warmup.discard_stale_cache).
+_cache_checked = False
 
 # Longest step of the "schur" layout, times lr (the rates scale with lr). Near alignment the
 # velocity depends on C through sqrt(C) (the residuals, (1 - rho)^(1/2)): where C ~ 1e-11 the
@@ -137,6 +141,10 @@ def initial_state(U0, Q0, R0, T, carried):
 
 def solve_compiled(y0, t0, K, T, lr, t_max, noise, tol, rtol, atol, bound, carried):
     """Run the compiled solver from the state ``y0`` (see :func:`initial_state`) at ``t0``."""
+    global _cache_checked
+    if not _cache_checked:  # before numba first loads the solver's cache in this process
+        discard_stale_cache()
+        _cache_checked = True
     # Imported here: numba takes a second to import, which commands that never integrate skip.
     from . import dop853
     from .compiled_flow import flow_model, overlap_events, velocity

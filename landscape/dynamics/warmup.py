@@ -31,12 +31,14 @@ try:  # POSIX: one compiling process per machine and package copy
 except ImportError:  # pragma: no cover - Windows: no lock, a second compile is only wasted work
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["compiled_solver_ready", "start_background_compilation", "background_compilation_running", "mark_compiled"]
+__all__ = ["compiled_solver_ready", "start_background_compilation", "background_compilation_running", "mark_compiled",
+           "discard_stale_cache"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-# The modules whose jitted functions make up the solver: numba's cache of each is valid while the
-# file's modification time and size are those it was compiled from.
-_SOURCES = ("compiled_flow.py", "dop853.py")
+# The modules whose jitted functions make up the solver (numba caches their machine code next to
+# them), and the kernels whose constants numba compiles into it.
+_COMPILED = ("dynamics/compiled_flow.py", "dynamics/dop853.py")
+_SOURCES = (*_COMPILED, "kernels/gaussian.py", "kernels/orthant.py")
 
 _ready = False
 _child: subprocess.Popen | None = None
@@ -60,15 +62,14 @@ def _marker_path() -> Path:
 
 
 def _build_key() -> str:
-    """What numba's cached machine code depends on: the solver's sources as numba stamps them
-    (modification time and size), the numba and Python versions and the CPU (name and features,
-    by llvmlite's public host queries)."""
+    """What the solver's machine code depends on: its sources (modification time and size), the
+    numba and Python versions and the CPU (name and features, by llvmlite's public host queries)."""
     import llvmlite.binding as llvm
     import numba
 
     stamps = []
     for name in _SOURCES:
-        status = (_PACKAGE / "dynamics" / name).stat()
+        status = (_PACKAGE / name).stat()
         stamps.append(f"{name}:{status.st_mtime_ns}:{status.st_size}")
     parts = [*stamps, f"numba {numba.__version__}", f"python {sys.version}", sys.executable,
              llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
@@ -97,6 +98,54 @@ def mark_compiled() -> bool:
     except OSError:
         return False
     return True
+
+
+def discard_stale_cache() -> bool:
+    """Delete numba's cached machine code of the solver if it was compiled from other sources.
+
+    numba checks a cached function against its own source file only, and the integrator
+    (``dop853.integrate``) inlines the right-hand side of ``compiled_flow``: after an edit of
+    ``compiled_flow.py`` alone (a ``git pull`` into an editable install), numba loaded the
+    integrator with the old right-hand side, and touching ``dop853.py`` did not help (seen: 77
+    steps where the edited code takes 39). When the marker of :func:`mark_compiled` holds another
+    key, the solver's cache files (``compiled_flow.*.nbi/.nbc``, ``dop853.*``) and the marker are
+    deleted, so that the next compilation starts afresh. Nothing happens while a compilation is
+    under way, without a marker (nothing was compiled and marked here), or when it matches.
+
+    Returns
+    -------
+    bool
+        True if cache files were deleted.
+    """
+    if background_compilation_running():
+        return False
+    marker = _marker_path()
+    try:
+        if marker.read_text() == _build_key():
+            return False
+    except (OSError, ImportError):
+        return False
+    deleted = False
+    for source in _COMPILED:
+        path = _PACKAGE / source
+        for cached in _cache_folder(path).glob(f"{path.stem}.*.nb[ic]"):
+            try:
+                cached.unlink()
+                deleted = True
+            except OSError:
+                pass
+    marker.unlink(missing_ok=True)
+    return deleted
+
+
+def _cache_folder(source: Path) -> Path:
+    """Where numba caches the functions of ``source``: its ``__pycache__``, or with
+    ``NUMBA_CACHE_DIR`` the subfolder numba names after the source's folder and its SHA-1."""
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if not cache_dir:
+        return source.parent / "__pycache__"
+    folder = str(source.parent)
+    return Path(cache_dir) / f"{source.parent.name}_{hashlib.sha1(folder.encode()).hexdigest()}"
 
 
 def compiled_solver_ready() -> bool:
