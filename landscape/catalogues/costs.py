@@ -22,9 +22,8 @@ from typing import NamedTuple
 from ..model.config import require_run_config
 from .records import Catalogue, PointKind
 
-__all__ = ["Cost", "CALL_OVERHEAD", "gradient_operations", "compiled_gradient_operations", "velocity_operations",
-           "search_start_operations", "flow_cost", "catalogue_cost", "connection_cost", "branch_cost", "spectrum_cost",
-           "add_student_cost"]
+__all__ = ["Cost", "CALL_OVERHEAD", "gradient_operations", "velocity_operations", "flow_cost", "catalogue_cost",
+           "connection_cost", "branch_cost", "spectrum_cost", "add_student_cost"]
 
 #: Fixed cost of one call into numpy (~30 us in Python and dispatch), in operations.
 CALL_OVERHEAD = 3e4
@@ -96,7 +95,7 @@ def gradient_operations(K: int, M: int, n: int) -> float:
     return float(K * (K + M) * (n + 10))
 
 
-def compiled_gradient_operations(K: int, M: int, n: int) -> float:
+def _compiled_gradient(K: int, M: int, n: int) -> float:
     """Operations of one student's gradient in the compiled flow of a catalogue's search (span of dimension ``n``).
 
     :mod:`landscape.critical_points.flow_kernel`: per student-student and student-teacher pair a
@@ -166,7 +165,7 @@ def spectrum_cost(K: int, M: int, d: int) -> Cost:
 def catalogue_cost(config, starts: int, regime: str = "gradient_flow") -> Cost:
     """Cost of :func:`landscape.catalogues.build.build_catalogue` for ``starts`` random starts.
 
-    Gradient flow (:func:`search_start_operations` per start): each start is a compiled flow in the span of
+    Gradient flow: each start is a compiled flow in the span of
     dimension ``n = min(K + M, max(d, M))`` and Newton's polishing; the ansatz search costs about 50
     starts, and every distinct point (about ``min(starts, K) + K``) its spectrum, canonical form and orbit.
     Measured (one process, load average 3-4): K = M = 16 with 200 starts 8-9 CPU s at d = 16 and 17 CPU s
@@ -179,7 +178,7 @@ def catalogue_cost(config, starts: int, regime: str = "gradient_flow") -> Cost:
         raise ValueError(f"starts must be a positive whole number, got {starts!r}")
     K, M = config.K, config.M
     n = min(K + M, max(config.init.d, M))  # the span of the units (exact for any d)
-    search = (starts + _ANSATZ_STARTS) * search_start_operations(K, M, n)
+    search = (starts + _ANSATZ_STARTS) * _search_start(K, M, n)
     points = min(starts, K) + K
     per_point = Cost(_POINT_FIXED + _POINT_PER_WIDTH * (K * M) ** 1.5, spectrum_cost(K, M, n).bytes)
     cost = Cost(search, _FLOAT * (4 * starts * K * n + 64 * K * n)) + _times(points, per_point)
@@ -195,15 +194,15 @@ def catalogue_cost(config, starts: int, regime: str = "gradient_flow") -> Cost:
     return cost + Cost(starts * per_start, _FLOAT * 4 * unknowns ** 2)
 
 
-def search_start_operations(K: int, M: int, n: int) -> float:
+def _search_start(K: int, M: int, n: int) -> float:
     """Operations of one random start of a catalogue's search in the span of dimension ``n``.
 
-    The compiled flow (``13 max(K, M)^1.6`` steps of three :func:`compiled_gradient_operations`),
+    The compiled flow (``13 max(K, M)^1.6`` steps of three :func:`_compiled_gradient` each),
     then Newton's polishing and the hand-over convexity checks (a fixed part and ``150 (K n)^2``
     for the Hessians); twice that with ``K > M``. See the constants' comments for what was measured.
     """
     K, M = _widths(K, M)
-    flow = 3.0 * _SEARCH_STEPS * max(K, M) ** 1.6 * compiled_gradient_operations(K, M, n)
+    flow = 3.0 * _SEARCH_STEPS * max(K, M) ** 1.6 * _compiled_gradient(K, M, n)
     polish = _POLISH_FIXED + _POLISH_PER_ENTRY * (K * n) ** 2
     return (flow + polish) * (_WIDER_STUDENT if K > M else 1.0)
 
@@ -260,6 +259,6 @@ def add_student_cost(K: int, M: int) -> Cost:
     K, M = _widths(K, M)
     wider, n = K + 1, K + 1 + M
     paths = 1000 * (gradient_operations(wider, M, n) + CALL_OVERHEAD)  # drawn by solve_ivp, numpy gradients
-    per_split = Cost(2 * (search_start_operations(wider, M, n) + paths), _FLOAT * 2000 * 2 * wider * n)
+    per_split = Cost(2 * (_search_start(wider, M, n) + paths), _FLOAT * 2000 * 2 * wider * n)
     per_split = per_split + _times(3, spectrum_cost(wider, M, n))
     return _times(K, per_split)
