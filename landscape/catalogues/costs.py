@@ -130,9 +130,7 @@ def flow_cost(config, runs: int = 1) -> Cost:
     (measured at K = M = 3..6 and lr = 0.05..0.5: 340-1,000, 1.0-7.2 CPU s a flow; that stretch's step
     is capped at a multiple of ``1 / lr``). When this model was first written that stretch took
     ``(0.5 / lr)^2`` times as many at small lr (K = M = 4, lr = 0.1, t_max = 3000: 33,436 quadratures,
-    over 51 CPU s; now 716 and 1.4 CPU s). Not priced: a compiled stretch that stalls before the
-    handover (K = M = 6 and 3 at lr = 0.1: 510,000 and 750,000 right-hand sides, 47 and 4 CPU s; at
-    lr = 0.05 and 0.2 the same flows took 3,000-10,000). Flows with label noise stay off the teacher and
+    over 51 CPU s; now 716 and 1.4 CPU s). Flows with label noise stay off the teacher and
     rarely reach the handover: for them the quadrature stretch is a bound. The trajectory holds 400
     output times.
     """
