@@ -332,11 +332,11 @@ def error_sums(error5, error3, y, y_new, rtol, atol, model):
     its ``S`` moves smoothly).
     """
     total5, total3 = 0.0, 0.0
-    first = 0
+    first, n_terms = 0, 0
     if model.overlap_error:
         V, K = model.V, model.K
         M, p = V.shape
-        first = K * p
+        first, n_terms = K * p, K * (K + M) + K * K
         for k in range(K):
             for j in range(K + M):
                 error_of5, error_of3, old, new = 0.0, 0.0, 0.0, 0.0
@@ -368,10 +368,7 @@ def error_sums(error5, error3, y, y_new, rtol, atol, model):
         scale = atol + rtol * max(abs(y[a]), abs(y_new[a]))
         total5 += (error5[a] / scale) ** 2
         total3 += (error3[a] / scale) ** 2
-    n_terms = y.size
-    if model.overlap_error:
-        n_terms += model.K * (model.K + model.V.shape[0]) + model.K * model.K - first
-    return total5, total3, n_terms
+    return total5, total3, n_terms + y.size - first
 
 
 @_jit

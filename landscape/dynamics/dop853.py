@@ -286,6 +286,7 @@ def integrate(y0, t_bound, rtol, atol, n_monitor, lr, tol, bound, model, margin_
             rejected = True
             n_rejected += 1
         f_new = stages[_N_STAGES].copy()
+        # trial still holds the last stage's point (c = 1: the step's end), stages[-2] its velocity.
         h_abs = min(h_abs, _stiffness_cap(y_new, f_new, trial, stages[_N_STAGES - 1]))
         if n_steps == capacity:
             capacity *= 2

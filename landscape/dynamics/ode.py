@@ -47,7 +47,7 @@ from .span import (
     teacher_rows,
 )
 from .trajectory import FlowStatus, SolverStats, Trajectory, final_time_message
-from .warmup import compiled_solver_ready, discard_stale_cache, mark_compiled, start_background_compilation
+from .warmup import compiled_solver_ready, mark_compiled, start_background_compilation
 
 __all__ = ["ode_velocity", "integrate_ode", "run_flow", "compile_ode", "MAX_OUTPUT_POINTS"]
 
@@ -392,7 +392,6 @@ def compile_ode():
     Trajectory
         A short run that exercised both right-hand sides (with and without the ``eta^2`` term).
     """
-    discard_stale_cache()  # compiled from other sources: compile afresh (see the function)
     T = np.eye(2)
     Q0, R0 = np.array([[0.5, 0.1], [0.1, 0.4]]), np.array([[0.2, 0.05], [0.03, 0.3]])
     integrate_ode(Q0, R0, T, 0.5, 1.0, eta2=False, solver="compiled")
